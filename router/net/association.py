@@ -1,0 +1,326 @@
+"""The `Association`: one DICOM association as users see it, in either role.
+
+It owns the driver (`Link`), the negotiated contexts, the event handlers and
+the DIMSE message flow: sending requests and waiting for their responses,
+and serving the requests the peer sends. A requestor's association runs on
+the caller's thread; an acceptor's runs on the thread its server gave it.
+Services (C-ECHO here) live in `router.net.services` and plug in by command.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable
+
+from pydicom.dataset import Dataset
+
+from router.net import evt
+from router.net.codes import AbortSource
+from router.net.connection import Aborted, AssociationAccepted, AssociationRejected
+from router.net.connection import AssociationRequested, Closed, DataReceived, Indication
+from router.net.connection import ReleaseConfirmed, ReleaseRequested, Role
+from router.net.dimse import AssembledMessage, MessageAssembler, fragment
+from router.net.dimse_messages import encode_command
+from router.net.driver import Link
+from router.net.errors import DimseError
+from router.net.fsm import State
+from router.net.pdu import PDataTF
+from router.net.presentation import PresentationContext, uid_name
+
+if TYPE_CHECKING:
+    from router.net.ae import AE
+
+LOGGER = logging.getLogger("router.net")
+MESSAGE_ID_MODULUS = 1 << 16
+
+
+@dataclass
+class ServiceUser:
+    """One side of the association: its title, address and what it negotiated."""
+
+    ae_title: str = ""
+    address: str = ""
+    port: int = 0
+    maximum_length: int | None = None
+    implementation_class_uid: str | None = None
+    implementation_version_name: str | None = None
+    user_identity: Any = None
+    role_selection: dict | None = None
+
+
+class Association:
+    """An association with a peer; see the module docstring."""
+
+    def __init__(self, ae: "AE", role: Role, handlers: evt.HandlerRegistry) -> None:
+        self.ae = ae
+        self.role = role
+        self.handlers = handlers
+        self.link: Link | None = None
+        self.requestor = ServiceUser()
+        self.acceptor = ServiceUser()
+        self.is_established = False
+        self.is_rejected = False
+        self.is_aborted = False
+        self.is_released = False
+        self.accepted_contexts: list[PresentationContext] = []
+        self.rejected_contexts: list[PresentationContext] = []
+        self.acse_timeout = ae.acse_timeout
+        self.dimse_timeout = ae.dimse_timeout
+        self.network_timeout = ae.network_timeout
+        self.reject_reason = None
+        self._message_id = 0
+        self._responses: deque[AssembledMessage] = deque()
+        self._assembler = MessageAssembler()
+        self._close_notified = False
+
+    def attach(self, link: Link) -> None:
+        """Take over `link` and turn its traffic into events."""
+        self.link = link
+        connection = link.connection
+        connection.on_transition = self._on_transition
+        connection.on_pdu_sent = self._on_pdu_sent
+        connection.on_pdu_received = self._on_pdu_received
+        link.on_data_sent = lambda data: self.notify(evt.EVT_DATA_SENT, data=data)
+        link.on_data_received = lambda data: self.notify(evt.EVT_DATA_RECV, data=data)
+
+    def _on_transition(self, old: State, event: Any, action: Any, new: State) -> None:
+        self.notify(evt.EVT_FSM_TRANSITION, current_state=str(old), fsm_event=str(event), action=str(action), next_state=str(new))
+
+    def _on_pdu_sent(self, pdu: Any) -> None:
+        self.notify(evt.EVT_PDU_SENT, pdu=pdu)
+        if not isinstance(pdu, PDataTF):
+            self.notify(evt.EVT_ACSE_SENT, primitive=pdu)
+
+    def _on_pdu_received(self, pdu: Any) -> None:
+        if isinstance(pdu, PDataTF):
+            return  # EVT_PDU_RECV for P-DATA fires from _receive_pdata
+        self.notify(evt.EVT_PDU_RECV, pdu=pdu)
+        self.notify(evt.EVT_ACSE_RECV, primitive=pdu)
+
+    # ---- handlers ---------------------------------------------------------
+    def bind(self, event: evt.EventType, handler: Callable, args: list | None = None) -> None:
+        """Bind `handler` to `event` on this association."""
+        self.handlers.bind(event, handler, args)
+
+    def unbind(self, event: evt.EventType, handler: Callable) -> None:
+        """Unbind `handler` from `event` on this association."""
+        self.handlers.unbind(event, handler)
+
+    def get_handlers(self, event: evt.EventType) -> list:
+        return self.handlers.handlers(event)
+
+    def notify(self, event: evt.EventType, **attributes: Any) -> None:
+        self.handlers.notify(self, event, **attributes)
+
+    # ---- state ------------------------------------------------------------
+    @property
+    def is_acceptor(self) -> bool:
+        return self.role is Role.ACCEPTOR
+
+    @property
+    def is_requestor(self) -> bool:
+        return self.role is Role.REQUESTOR
+
+    @property
+    def is_alive(self) -> bool:
+        """True while the transport is open."""
+        return self.link is not None and not self.link.closed
+
+    @property
+    def peer(self) -> ServiceUser:
+        return self.acceptor if self.is_requestor else self.requestor
+
+    @property
+    def local(self) -> ServiceUser:
+        return self.requestor if self.is_requestor else self.acceptor
+
+    def next_message_id(self) -> int:
+        """Message IDs 1, 2, ... 65535, then 1 again."""
+        self._message_id = self._message_id % (MESSAGE_ID_MODULUS - 1) + 1
+        return self._message_id
+
+    # ---- user calls -------------------------------------------------------
+    def release(self) -> None:
+        """Release the association (A-RELEASE), waiting at most `acse_timeout` for the reply."""
+        if not self.is_established or self.link is None:
+            return
+        LOGGER.info("Releasing Association")
+        self.link.connection.release_request(self.link.now())
+        self.link.flush()
+        if not self.run_until(lambda: not self.is_established, self.acse_timeout):
+            LOGGER.error("No reply to the A-RELEASE-RQ in time: aborting")
+            self.abort()
+
+    def abort(self) -> None:
+        """Abort the association (A-ABORT, source service-user) and close the connection."""
+        if self.link is None or self.link.closed:
+            return
+        if self.link.connection.state not in (State.STA1, State.STA13):
+            LOGGER.info("Aborting Association")
+            self.link.connection.abort(self.link.now())
+            self.link.flush()
+            self._mark_aborted()
+        self.link.close()
+        self._closed()
+
+    # ---- DIMSE ------------------------------------------------------------
+    def find_context(self, abstract_syntax: str, as_scu: bool = True, transfer_syntax: str | None = None):
+        """The accepted context for `abstract_syntax` in the role we need, else ValueError."""
+        for context in self.accepted_contexts:
+            if context.abstract_syntax != abstract_syntax:
+                continue
+            if (context.as_scu if as_scu else context.as_scp) and transfer_syntax in (None, context.transfer_syntax[0]):
+                return context
+        syntax = f" with '{uid_name(transfer_syntax)}' transfer syntax" if transfer_syntax else ""
+        role = "SCU" if as_scu else "SCP"
+        raise ValueError(
+            f"No presentation context for '{uid_name(abstract_syntax)}' has been accepted by the peer{syntax} for the {role} role"
+        )
+
+    def require_established(self) -> None:
+        if not self.is_established:
+            raise RuntimeError("The association with the peer has not been established")
+
+    def send_message(self, context_id: int, message: Any, dataset: bytes | None = None) -> None:
+        """Encode, fragment to the peer's max PDU, and send one DIMSE message."""
+        assert self.link is not None
+        command = encode_command(message, dataset is not None)
+        connection, now = self.link.connection, self.link.now()
+        for pdu in fragment(context_id, command, dataset, self.peer.maximum_length or 0):
+            connection.send_data(pdu, now)
+        self.link.flush()
+        self.notify(evt.EVT_DIMSE_SENT, message=message, context_id=context_id)
+
+    def receive_response(self, message_id: int, timeout: float | None) -> AssembledMessage | None:
+        """Wait for the response to `message_id`; None on timeout (then abort) or loss of the association."""
+
+        def answered() -> bool:
+            return any(r.message.message_id_being_responded_to == message_id for r in self._responses)
+
+        if not self.run_until(answered, timeout):
+            if self.is_established:
+                LOGGER.error("DIMSE timeout: no response from the peer, aborting")
+                self.abort()
+            return None
+        for response in self._responses:
+            if response.message.message_id_being_responded_to == message_id:
+                self._responses.remove(response)
+                return response
+        return None
+
+    def send_c_echo(self, msg_id: int | None = None) -> Dataset:
+        """Send a C-ECHO-RQ; return the response's status Dataset, empty if none came."""
+        from router.net.services import verification
+
+        return verification.send_c_echo(self, msg_id)
+
+    # ---- the loop ---------------------------------------------------------
+    def run_until(self, done: Callable[[], bool], timeout: float | None) -> bool:
+        """Serve the connection until `done()` or it closes; False if `timeout` ran out first."""
+        link = self.link
+        if link is None:
+            return done()
+        deadline = None if timeout is None else link.now() + timeout
+        while not done():
+            if link.closed:
+                return done()
+            if not link.read(deadline):
+                return done()
+            self.process_indications()
+        return True
+
+    def process_indications(self) -> None:
+        assert self.link is not None
+        for indication in self.link.indications():
+            self.handle_indication(indication)
+
+    def handle_indication(self, indication: Indication) -> None:
+        """React to one indication of the Upper Layer."""
+        if isinstance(indication, DataReceived):
+            self._receive_pdata(indication)
+        elif isinstance(indication, ReleaseRequested):
+            self._peer_release(indication.collision)
+        elif isinstance(indication, ReleaseConfirmed):
+            self._release_confirmed()
+        elif isinstance(indication, Aborted):
+            self._peer_abort(indication)
+        elif isinstance(indication, Closed):
+            self._closed()
+        elif isinstance(indication, (AssociationRequested, AssociationAccepted, AssociationRejected)):
+            self.on_negotiation(indication)
+
+    def on_negotiation(self, indication: Indication) -> None:
+        """Overridden by the role that negotiates; unexpected indications are ignored."""
+
+    def _receive_pdata(self, indication: DataReceived) -> None:
+        self.notify(evt.EVT_PDU_RECV, pdu=indication.pdu)
+        for pdv in indication.pdu.pdvs:
+            result = self._assembler.feed(pdv)
+            if isinstance(result, DimseError):
+                LOGGER.error(f"Invalid DIMSE message from the peer: {result}")
+                self.abort()
+                return
+            if result is not None:
+                self._receive_message(result)
+
+    def _receive_message(self, assembled: AssembledMessage) -> None:
+        if not any(c.context_id == assembled.context_id for c in self.accepted_contexts):
+            LOGGER.error(f"DIMSE message on presentation context {assembled.context_id}, which was not accepted")
+            self.abort()
+            return
+        message = assembled.message
+        self.notify(evt.EVT_DIMSE_RECV, message=message, context_id=assembled.context_id)
+        if message.is_response:
+            self._responses.append(assembled)
+            return
+        from router.net.services import serve_request
+
+        serve_request(self, assembled)
+
+    def _peer_release(self, collision: bool) -> None:
+        assert self.link is not None
+        if collision and self.is_acceptor:
+            return  # AR-8 for the acceptor: wait for the requestor's A-RELEASE-RP first
+        self.link.connection.release_response(self.link.now())
+        self.link.flush()
+        if not collision:
+            LOGGER.info("Association Released")
+            self._mark_released()
+
+    def _release_confirmed(self) -> None:
+        assert self.link is not None
+        if self.link.connection.state is State.STA12:
+            self.link.connection.release_response(self.link.now())
+            self.link.flush()
+        self._mark_released()
+
+    def _mark_released(self) -> None:
+        if self.is_established:
+            self.is_established = False
+            self.is_released = True
+            self.notify(evt.EVT_RELEASED)
+
+    def _peer_abort(self, indication: Aborted) -> None:
+        if indication.by_peer:
+            source = "A-ABORT" if indication.source == AbortSource.SERVICE_USER else "A-P-ABORT"
+            LOGGER.info(f"Association Aborted ({source} from the peer)")
+        elif self.is_established or self.link is None or not self.is_released:
+            LOGGER.error(f"Association Aborted by the provider: {indication.reason.name}")
+        self._mark_aborted()
+
+    def _mark_aborted(self) -> None:
+        self.is_established = False
+        if not self.is_aborted and not self.is_released:
+            self.is_aborted = True
+            self.notify(evt.EVT_ABORTED)
+
+    def _closed(self) -> None:
+        if self.link is not None:
+            self.link.close()
+        if not self._close_notified:
+            self._close_notified = True
+            self.is_established = False
+            self.notify(evt.EVT_CONN_CLOSE, address=(self.peer.address, self.peer.port))
+            self.ae.forget(self)

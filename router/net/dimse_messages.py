@@ -1,0 +1,537 @@
+"""DIMSE command sets: the message types, and their Implicit VR Little Endian encoding.
+
+This module owns the closed set of DIMSE messages (PS3.7 chapters 9 and 10), one frozen dataclass
+per message type, and the codec between a message and its command set bytes (PS3.7 6.3.1, Annex
+E). It knows nothing of PDUs or fragmentation (see `router.net.dimse`).
+
+The codec is data driven: `FIELDS` maps every dataclass field name to its command element (tag
+and VR), so a new message type is a new dataclass registered with `@_message(CommandField.X)`.
+
+Absent values: an optional string is "", an optional number is None and an optional tag list is
+(); absent values are not encoded, and a zero-length element received is read as absent.
+
+`decode_command` never raises: it returns `DecodedCommand(message, has_dataset)` or a
+`DimseError`. `has_dataset` is True for any CommandDataSetType other than `NO_DATASET` (old peers
+send 0x0102, so no particular "present" value is required).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import struct
+from collections.abc import Callable, Iterable
+from dataclasses import KW_ONLY, dataclass
+from enum import IntEnum
+from typing import Any, ClassVar, NamedTuple
+
+from pydicom.dataset import Dataset
+from pydicom.tag import Tag
+
+from router.net.codes import OpenIntEnum
+from router.net.errors import DimseError
+
+VERIFICATION_SOP_CLASS = "1.2.840.10008.1.1"
+NO_DATASET = 0x0101
+DATASET_PRESENT = 0x0001
+RESPONSE_BIT = 0x8000
+_COMMAND_GROUP = 0x0000
+
+
+class CommandField(IntEnum):
+    """(0000,0100) CommandField values, PS3.7 E.1; a response is its request | RESPONSE_BIT."""
+
+    C_STORE_RQ = 0x0001
+    C_STORE_RSP = 0x8001
+    C_GET_RQ = 0x0010
+    C_GET_RSP = 0x8010
+    C_FIND_RQ = 0x0020
+    C_FIND_RSP = 0x8020
+    C_MOVE_RQ = 0x0021
+    C_MOVE_RSP = 0x8021
+    C_ECHO_RQ = 0x0030
+    C_ECHO_RSP = 0x8030
+    N_EVENT_REPORT_RQ = 0x0100
+    N_EVENT_REPORT_RSP = 0x8100
+    N_GET_RQ = 0x0110
+    N_GET_RSP = 0x8110
+    N_SET_RQ = 0x0120
+    N_SET_RSP = 0x8120
+    N_ACTION_RQ = 0x0130
+    N_ACTION_RSP = 0x8130
+    N_CREATE_RQ = 0x0140
+    N_CREATE_RSP = 0x8140
+    N_DELETE_RQ = 0x0150
+    N_DELETE_RSP = 0x8150
+    C_CANCEL_RQ = 0x0FFF
+
+
+class Priority(OpenIntEnum):
+    """(0000,0700) Priority values. Advisory: an unknown received value becomes RESERVED_<n>."""
+
+    MEDIUM = 0x0000
+    HIGH = 0x0001
+    LOW = 0x0002
+
+
+class CommandTag(IntEnum):
+    """Command elements of PS3.7 Table E.1-1 with their VR. The group is 0000, so a tag equals its
+    element number; the lower-cased name is the dataclass field name."""
+
+    vr: str
+
+    def __new__(cls, value: int, vr: str) -> CommandTag:
+        member = int.__new__(cls, value)
+        member._value_ = value
+        member.vr = vr
+        return member
+
+    COMMAND_GROUP_LENGTH = 0x0000, "UL"
+    AFFECTED_SOP_CLASS_UID = 0x0002, "UI"
+    REQUESTED_SOP_CLASS_UID = 0x0003, "UI"
+    COMMAND_FIELD = 0x0100, "US"
+    MESSAGE_ID = 0x0110, "US"
+    MESSAGE_ID_BEING_RESPONDED_TO = 0x0120, "US"
+    MOVE_DESTINATION = 0x0600, "AE"
+    PRIORITY = 0x0700, "US"
+    COMMAND_DATA_SET_TYPE = 0x0800, "US"
+    STATUS = 0x0900, "US"
+    OFFENDING_ELEMENT = 0x0901, "AT"
+    ERROR_COMMENT = 0x0902, "LO"
+    ERROR_ID = 0x0903, "US"
+    AFFECTED_SOP_INSTANCE_UID = 0x1000, "UI"
+    REQUESTED_SOP_INSTANCE_UID = 0x1001, "UI"
+    EVENT_TYPE_ID = 0x1002, "US"
+    ATTRIBUTE_IDENTIFIER_LIST = 0x1005, "AT"
+    ACTION_TYPE_ID = 0x1008, "US"
+    NUMBER_OF_REMAINING_SUBOPERATIONS = 0x1020, "US"
+    NUMBER_OF_COMPLETED_SUBOPERATIONS = 0x1021, "US"
+    NUMBER_OF_FAILED_SUBOPERATIONS = 0x1022, "US"
+    NUMBER_OF_WARNING_SUBOPERATIONS = 0x1023, "US"
+    MOVE_ORIGINATOR_APPLICATION_ENTITY_TITLE = 0x1030, "AE"
+    MOVE_ORIGINATOR_MESSAGE_ID = 0x1031, "US"
+
+
+# Element codecs, one per VR. Fixed-size elements are packed with one precompiled struct.
+_HEADER = struct.Struct("<HHI")  # group, element, value length
+_US_ELEMENT = struct.Struct("<HHIH")
+_UL_ELEMENT = struct.Struct("<HHII")
+_US = struct.Struct("<H")
+_AT_SIZE = 4  # group and element, two uint16
+_SHORT_BITS = 16
+_SHORT_MASK = 0xFFFF
+_PADDING = {"UI": b"\x00", "AE": b" ", "LO": b" "}
+_STRIPPED = "\x00 "  # trailing NUL or space padding, and insignificant spaces
+
+
+def _encode_us(tag: int, value: int) -> bytes:
+    return _US_ELEMENT.pack(_COMMAND_GROUP, tag, _US.size, value)
+
+
+def _encode_at(tag: int, value: tuple[int, ...]) -> bytes:
+    halves = [half for t in value for half in (t >> _SHORT_BITS, t & _SHORT_MASK)]
+    body = struct.pack(f"<{len(halves)}H", *halves)
+    return _HEADER.pack(_COMMAND_GROUP, tag, len(body)) + body
+
+
+def _text_encoder(padding: bytes) -> Callable[[int, str], bytes]:
+    def encode(tag: int, value: str) -> bytes:
+        raw = value.encode("ascii")
+        if len(raw) % 2:
+            raw += padding
+        return _HEADER.pack(_COMMAND_GROUP, tag, len(raw)) + raw
+
+    return encode
+
+
+def _decode_us(raw: memoryview) -> int:
+    if len(raw) != _US.size:
+        raise ValueError(f"US value of {len(raw)} bytes")
+    return int(_US.unpack(raw)[0])
+
+
+def _decode_at(raw: memoryview) -> tuple[int, ...]:
+    if len(raw) % _AT_SIZE:
+        raise ValueError(f"AT value of {len(raw)} bytes")
+    halves = struct.unpack(f"<{len(raw) // _US.size}H", raw)
+    return tuple((group << _SHORT_BITS) | element for group, element in zip(*[iter(halves)] * 2))
+
+
+def _decode_text(raw: memoryview) -> str:
+    return bytes(raw).decode("ascii", errors="replace").strip(_STRIPPED)
+
+
+def _decode_priority(raw: memoryview) -> Priority:
+    return Priority(_decode_us(raw))
+
+
+_ENCODERS: dict[str, Callable[[int, Any], bytes]] = {
+    "US": _encode_us,
+    "AT": _encode_at,
+    **{vr: _text_encoder(padding) for vr, padding in _PADDING.items()},
+}
+_DECODERS: dict[str, Callable[[memoryview], Any]] = {
+    "US": _decode_us,
+    "AT": _decode_at,
+    **{vr: _decode_text for vr in _PADDING},
+}
+
+
+class FieldSpec(NamedTuple):
+    """How one dataclass field is written to and read from its command element."""
+
+    name: str
+    tag: CommandTag
+    encode: Callable[[int, Any], bytes]
+    decode: Callable[[memoryview], Any]
+
+
+FIELDS: dict[str, FieldSpec] = {
+    tag.name.lower(): FieldSpec(tag.name.lower(), tag, _ENCODERS[tag.vr], _DECODERS[tag.vr])
+    for tag in CommandTag
+    if tag is not CommandTag.COMMAND_GROUP_LENGTH
+}
+FIELDS["priority"] = FIELDS["priority"]._replace(decode=_decode_priority)
+_DATA_SET_TYPE = "command_data_set_type"  # taken from has_dataset, not from the message
+_SYNTHESISED = frozenset({"command_field", _DATA_SET_TYPE})
+ABSENT: tuple[object, ...] = (None, "", ())
+
+
+class DimseMessage:
+    """Base of every message class; `command_field`, `required` and `plan` are set by `_message`."""
+
+    __slots__ = ()
+    command_field: ClassVar[CommandField]
+    required: ClassVar[frozenset[str]]  # fields that must be present on the wire
+    plan: ClassVar[tuple[FieldSpec, ...]]  # every element it encodes, in ascending tag order
+
+    @property
+    def is_response(self) -> bool:
+        return bool(self.command_field & RESPONSE_BIT)
+
+
+MESSAGE_TYPES: dict[int, type[DimseMessage]] = {}
+
+
+def _message(command_field: CommandField, *also_required: str) -> Callable[[type], type]:
+    """Register a message dataclass: its command field, required fields and encoding plan."""
+
+    def register(cls: type[DimseMessage]) -> type[DimseMessage]:
+        fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+        no_default = {f.name for f in fields if f.default is dataclasses.MISSING}
+        names = {f.name for f in fields} | _SYNTHESISED
+        cls.command_field = command_field
+        cls.required = frozenset(no_default | set(also_required))
+        cls.plan = tuple(sorted((FIELDS[n] for n in names), key=lambda spec: spec.tag))
+        MESSAGE_TYPES[command_field] = cls
+        return cls
+
+    return register
+
+
+@dataclass(frozen=True, slots=True)
+class _Response(DimseMessage):
+    """Fields every response has; the status detail fields are keyword-only."""
+
+    message_id_being_responded_to: int
+    status: int
+    _: KW_ONLY
+    offending_element: tuple[int, ...] = ()
+    error_comment: str = ""
+    error_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _SubOperationResponse(_Response):
+    affected_sop_class_uid: str = ""
+    number_of_remaining_suboperations: int | None = None
+    number_of_completed_suboperations: int | None = None
+    number_of_failed_suboperations: int | None = None
+    number_of_warning_suboperations: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _NResponse(_Response):
+    affected_sop_class_uid: str = ""
+    affected_sop_instance_uid: str = ""
+    _: KW_ONLY
+    attribute_identifier_list: tuple[int, ...] = ()
+
+
+@_message(CommandField.C_STORE_RQ)
+@dataclass(frozen=True, slots=True)
+class CStoreRQ(DimseMessage):
+    message_id: int
+    affected_sop_class_uid: str
+    affected_sop_instance_uid: str
+    priority: Priority = Priority.MEDIUM
+    move_originator_application_entity_title: str = ""
+    move_originator_message_id: int | None = None
+
+
+@_message(CommandField.C_STORE_RSP)
+@dataclass(frozen=True, slots=True)
+class CStoreRSP(_Response):
+    affected_sop_class_uid: str = ""
+    affected_sop_instance_uid: str = ""
+
+
+@_message(CommandField.C_FIND_RQ)
+@dataclass(frozen=True, slots=True)
+class CFindRQ(DimseMessage):
+    message_id: int
+    affected_sop_class_uid: str
+    priority: Priority = Priority.MEDIUM
+
+
+@_message(CommandField.C_FIND_RSP)
+@dataclass(frozen=True, slots=True)
+class CFindRSP(_Response):
+    affected_sop_class_uid: str = ""
+
+
+@_message(CommandField.C_GET_RQ)
+@dataclass(frozen=True, slots=True)
+class CGetRQ(DimseMessage):
+    message_id: int
+    affected_sop_class_uid: str
+    priority: Priority = Priority.MEDIUM
+
+
+@_message(CommandField.C_GET_RSP)
+@dataclass(frozen=True, slots=True)
+class CGetRSP(_SubOperationResponse):
+    pass
+
+
+@_message(CommandField.C_MOVE_RQ)
+@dataclass(frozen=True, slots=True)
+class CMoveRQ(DimseMessage):
+    message_id: int
+    affected_sop_class_uid: str
+    move_destination: str
+    priority: Priority = Priority.MEDIUM
+
+
+@_message(CommandField.C_MOVE_RSP)
+@dataclass(frozen=True, slots=True)
+class CMoveRSP(_SubOperationResponse):
+    pass
+
+
+@_message(CommandField.C_ECHO_RQ, "affected_sop_class_uid")
+@dataclass(frozen=True, slots=True)
+class CEchoRQ(DimseMessage):
+    message_id: int
+    affected_sop_class_uid: str = VERIFICATION_SOP_CLASS
+
+
+@_message(CommandField.C_ECHO_RSP)
+@dataclass(frozen=True, slots=True)
+class CEchoRSP(_Response):
+    affected_sop_class_uid: str = ""
+
+
+@_message(CommandField.C_CANCEL_RQ)
+@dataclass(frozen=True, slots=True)
+class CCancelRQ(DimseMessage):
+    message_id_being_responded_to: int
+
+
+@_message(CommandField.N_EVENT_REPORT_RQ)
+@dataclass(frozen=True, slots=True)
+class NEventReportRQ(DimseMessage):
+    message_id: int
+    affected_sop_class_uid: str
+    affected_sop_instance_uid: str
+    event_type_id: int
+
+
+@_message(CommandField.N_EVENT_REPORT_RSP)
+@dataclass(frozen=True, slots=True)
+class NEventReportRSP(_NResponse):
+    event_type_id: int | None = None
+
+
+@_message(CommandField.N_GET_RQ)
+@dataclass(frozen=True, slots=True)
+class NGetRQ(DimseMessage):
+    message_id: int
+    requested_sop_class_uid: str
+    requested_sop_instance_uid: str
+    attribute_identifier_list: tuple[int, ...] = ()
+
+
+@_message(CommandField.N_GET_RSP)
+@dataclass(frozen=True, slots=True)
+class NGetRSP(_NResponse):
+    pass
+
+
+@_message(CommandField.N_SET_RQ)
+@dataclass(frozen=True, slots=True)
+class NSetRQ(DimseMessage):
+    message_id: int
+    requested_sop_class_uid: str
+    requested_sop_instance_uid: str
+
+
+@_message(CommandField.N_SET_RSP)
+@dataclass(frozen=True, slots=True)
+class NSetRSP(_NResponse):
+    pass
+
+
+@_message(CommandField.N_ACTION_RQ)
+@dataclass(frozen=True, slots=True)
+class NActionRQ(DimseMessage):
+    message_id: int
+    requested_sop_class_uid: str
+    requested_sop_instance_uid: str
+    action_type_id: int
+
+
+@_message(CommandField.N_ACTION_RSP)
+@dataclass(frozen=True, slots=True)
+class NActionRSP(_NResponse):
+    action_type_id: int | None = None
+
+
+@_message(CommandField.N_CREATE_RQ)
+@dataclass(frozen=True, slots=True)
+class NCreateRQ(DimseMessage):
+    message_id: int
+    affected_sop_class_uid: str
+    affected_sop_instance_uid: str = ""
+
+
+@_message(CommandField.N_CREATE_RSP)
+@dataclass(frozen=True, slots=True)
+class NCreateRSP(_NResponse):
+    pass
+
+
+@_message(CommandField.N_DELETE_RQ)
+@dataclass(frozen=True, slots=True)
+class NDeleteRQ(DimseMessage):
+    message_id: int
+    requested_sop_class_uid: str
+    requested_sop_instance_uid: str
+
+
+@_message(CommandField.N_DELETE_RSP)
+@dataclass(frozen=True, slots=True)
+class NDeleteRSP(_NResponse):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedCommand:
+    """A received command set: the message, and whether a data set follows it."""
+
+    message: DimseMessage
+    has_dataset: bool
+
+
+def encode_command(message: DimseMessage, has_dataset: bool) -> bytes:
+    """The command set of `message` (Implicit VR LE, group length first); ValueError if invalid."""
+    data_set_type = DATASET_PRESENT if has_dataset else NO_DATASET
+    parts = []
+    for spec in message.plan:
+        name = spec.name
+        value = data_set_type if name == _DATA_SET_TYPE else getattr(message, name)
+        if value in ABSENT:
+            if name in message.required:
+                raise ValueError(f"{type(message).__name__}.{name} is mandatory")
+            continue
+        try:
+            parts.append(spec.encode(spec.tag, value))
+        except (struct.error, UnicodeEncodeError) as exc:
+            raise ValueError(f"{type(message).__name__}.{name}={value!r}: {exc}") from exc
+    body = b"".join(parts)
+    group_length = _UL_ELEMENT.pack(_COMMAND_GROUP, CommandTag.COMMAND_GROUP_LENGTH, 4, len(body))
+    return group_length + body
+
+
+def decode_command(data: bytes | memoryview) -> DecodedCommand | DimseError:
+    """Decode a complete command set; every problem is returned as a DimseError, never raised."""
+    elements = _split_elements(memoryview(data).cast("B"))
+    if isinstance(elements, DimseError):
+        return elements
+    header = _decode_fields(elements, [FIELDS[name] for name in sorted(_SYNTHESISED)])
+    if isinstance(header, DimseError):
+        return header
+    if missing := _SYNTHESISED.difference(header):
+        return DimseError(f"command set lacks {', '.join(sorted(missing))}")
+    cls = MESSAGE_TYPES.get(header["command_field"])
+    if cls is None:
+        return DimseError(f"unknown command field 0x{header['command_field']:04X}")
+    values = _decode_fields(elements, [s for s in cls.plan if s.name not in _SYNTHESISED])
+    if isinstance(values, DimseError):
+        return values
+    if missing := cls.required.difference(values):
+        return DimseError(f"{cls.__name__} lacks mandatory {', '.join(sorted(missing))}")
+    return DecodedCommand(cls(**values), header[_DATA_SET_TYPE] != NO_DATASET)
+
+
+def _split_elements(view: memoryview) -> dict[int, memoryview] | DimseError:
+    """Tag -> value of every element, each length checked against the bytes left."""
+    elements: dict[int, memoryview] = {}
+    offset, end = 0, len(view)
+    while offset < end:
+        if end - offset < _HEADER.size:
+            return DimseError(f"command set ends inside an element header at byte {offset}")
+        group, element, length = _HEADER.unpack_from(view, offset)
+        offset += _HEADER.size
+        if length > end - offset:
+            return DimseError(
+                f"element ({group:04X},{element:04X}) has length {length} "
+                f"but only {end - offset} bytes remain"
+            )
+        if group != _COMMAND_GROUP:
+            return DimseError(f"element ({group:04X},{element:04X}) is not a command element")
+        elements[element] = view[offset : offset + length]
+        offset += length
+    return elements
+
+
+def _decode_fields(
+    elements: dict[int, memoryview], specs: Iterable[FieldSpec]
+) -> dict[str, Any] | DimseError:
+    """The values of the present, non-empty `specs` elements; unknown elements are ignored."""
+    values: dict[str, Any] = {}
+    for spec in specs:
+        raw = elements.get(spec.tag)
+        if not raw:
+            continue
+        try:
+            values[spec.name] = spec.decode(raw)
+        except ValueError as exc:
+            return DimseError(f"{spec.name}: {exc}")
+    return values
+
+
+def status_dataset(message: DimseMessage) -> Dataset:
+    """The response as the pydicom Dataset an SCU call returns (Status and what else is present)."""
+    if not message.is_response:
+        raise TypeError(f"{type(message).__name__} is not a response")
+    return _to_dataset(message, include_synthesised=False, has_dataset=False)
+
+
+def command_dataset(message: DimseMessage, has_dataset: bool = False) -> Dataset:
+    """The whole command set as a pydicom Dataset (without the group length), e.g. for logs."""
+    return _to_dataset(message, include_synthesised=True, has_dataset=has_dataset)
+
+
+def _to_dataset(message: DimseMessage, include_synthesised: bool, has_dataset: bool) -> Dataset:
+    dataset = Dataset()
+    for spec in message.plan:
+        if spec.name == _DATA_SET_TYPE:
+            value: Any = DATASET_PRESENT if has_dataset else NO_DATASET
+        else:
+            value = getattr(message, spec.name)
+        if value in ABSENT or (spec.name in _SYNTHESISED and not include_synthesised):
+            continue
+        value = list(value) if isinstance(value, tuple) else value
+        value = int(value) if isinstance(value, int) else value
+        dataset.add_new(Tag(_COMMAND_GROUP, spec.tag), spec.tag.vr, value)
+    return dataset

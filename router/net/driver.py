@@ -1,0 +1,143 @@
+"""The socket driver: runs a sans-IO `Connection` over one TCP (or TLS) socket.
+
+It owns the socket: TCP_NODELAY on every one, large reads into the
+connection, writes of whatever the connection has queued, and timeouts
+derived from the connection's ARTIM deadline and the caller's own deadline.
+It never polls: a blocking read waits exactly until the next deadline.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import time
+from typing import Iterator
+
+from router.net.connection import Connection, Indication
+
+READ_SIZE = 1 << 20
+
+
+def tune_socket(sock: socket.socket) -> None:
+    """TCP_NODELAY (no Nagle stalls on small PDUs) and keep-alive on a connected socket."""
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+
+
+def open_connection(
+    address: tuple[str, int],
+    timeout: float | None,
+    bind_address: tuple[str, int] | None = None,
+    tls: tuple[ssl.SSLContext, str | None] | None = None,
+) -> socket.socket:
+    """Connect to `address` (OSError on failure), tuned and optionally wrapped in TLS."""
+    sock = socket.create_connection(address, timeout=timeout, source_address=bind_address)
+    try:
+        tune_socket(sock)
+        if tls is not None:
+            context, hostname = tls
+            sock = context.wrap_socket(sock, server_hostname=hostname)
+    except (OSError, ssl.SSLError):
+        sock.close()
+        raise
+    return sock
+
+
+class Link:
+    """One socket plus its Connection; reads and writes on the caller's thread."""
+
+    def __init__(self, sock: socket.socket, connection: Connection) -> None:
+        self.sock = sock
+        self.connection = connection
+        self.closed = False
+        self.interrupted = False
+        self.bytes_sent = 0
+        self.bytes_received = 0
+        self.on_data_received = None  # optional callable(bytes)
+        self.on_data_sent = None  # optional callable(bytes)
+
+    @staticmethod
+    def now() -> float:
+        return time.monotonic()
+
+    def flush(self) -> None:
+        """Write every PDU the connection has queued; close once it is back in Sta1."""
+        chunks = self.connection.data_to_send()
+        if chunks and not self.closed:
+            data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            try:
+                self.sock.sendall(data)
+                self.bytes_sent += len(data)
+                if self.on_data_sent is not None:
+                    self.on_data_sent(data)
+            except OSError:
+                self.connection.receive_data(b"", self.now())
+        if self.connection.is_closed:
+            self.close()
+
+    def close(self) -> None:
+        """Close the socket without lingering (idempotent)."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+
+    def interrupt(self) -> None:
+        """Ask the thread serving this link to abort: wakes its blocking read (thread-safe)."""
+        self.interrupted = True
+        try:
+            self.sock.shutdown(socket.SHUT_RD)
+        except OSError:
+            pass
+
+    def indications(self) -> Iterator[Indication]:
+        """Take every indication the connection has ready."""
+        while True:
+            indication = self.connection.next_indication()
+            if indication is None:
+                return
+            yield indication
+
+    def read(self, deadline: float | None) -> bool:
+        """Block until data arrives, the connection's timer fires, or `deadline` passes.
+
+        Feeds what arrived (or the expiry) to the connection and flushes its
+        replies. Returns False when `deadline` passed with nothing to do, or
+        when another thread interrupted the link (the caller then aborts).
+        """
+        while not self.interrupted:
+            now = self.now()
+            timer = self.connection.next_deadline()
+            wake = min((t for t in (timer, deadline) if t is not None), default=None)
+            if wake is not None and wake <= now:
+                self.connection.tick(now)
+                self.flush()
+                if deadline is not None and deadline <= now:
+                    return False
+                return True
+            data = self._receive(None if wake is None else wake - now)
+            if data is None or self.interrupted:
+                continue  # timed out (fire the timer or report the deadline) or interrupted
+            self.connection.receive_data(data, self.now())
+            self.flush()
+            return True
+        return False
+
+    def _receive(self, timeout: float | None) -> bytes | None:
+        if self.closed:
+            return b""
+        try:
+            self.sock.settimeout(timeout)
+            data = self.sock.recv(READ_SIZE)
+        except (socket.timeout, ssl.SSLWantReadError):
+            return None
+        except OSError:
+            return b""
+        self.bytes_received += len(data)
+        if data and self.on_data_received is not None:
+            self.on_data_received(data)
+        return data

@@ -1,0 +1,161 @@
+"""The association server: a listening socket and one thread per association.
+
+`AssociationServer` accepts connections (TCP_NODELAY, optional TLS), gives
+each its own `AcceptorAssociation` thread, keeps the list of active ones
+(a connection leaves it the moment it closes), and shuts down cleanly: the
+listener closes, every association is aborted and its thread joined. The
+accept loop waits in `select` on the listener and a wake-up pipe: no polling.
+"""
+
+from __future__ import annotations
+
+import logging
+import selectors
+import socket
+import ssl
+import threading
+from typing import TYPE_CHECKING, Callable, Sequence
+
+from router.net import evt
+from router.net.acceptor import AcceptorAssociation
+from router.net.driver import tune_socket
+from router.net.presentation import PresentationContext
+
+if TYPE_CHECKING:
+    from router.net.ae import AE
+
+LOGGER = logging.getLogger("router.net")
+LISTEN_BACKLOG = 128
+JOIN_TIMEOUT = 5.0
+
+
+class AssociationServer:
+    """Listens on `address` and serves each association on its own thread."""
+
+    def __init__(
+        self,
+        ae: "AE",
+        address: tuple[str, int],
+        ae_title: str,
+        contexts: Sequence[PresentationContext],
+        handlers: Sequence | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.ae = ae
+        self.ae_title = ae_title
+        self.contexts = list(contexts)
+        self.handlers = evt.HandlerRegistry(handlers)
+        self.ssl_context = ssl_context
+        self._associations: list[AcceptorAssociation] = []
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._accept_thread: threading.Thread | None = None
+        self._wake_read, self._wake_write = socket.socketpair()
+        self.socket = socket.create_server(address, backlog=LISTEN_BACKLOG, reuse_port=False)
+
+    @property
+    def server_address(self) -> tuple[str, int]:
+        return self.socket.getsockname()[:2]
+
+    @property
+    def active_associations(self) -> list[AcceptorAssociation]:
+        """The associations whose connection is still open."""
+        with self._lock:
+            return list(self._associations)
+
+    def at_limit(self, candidate: AcceptorAssociation) -> bool:
+        """True if serving `candidate` would exceed the AE's maximum number of associations."""
+        others = [a for a in self.ae.active_associations if a is not candidate and a.is_acceptor]
+        return len(others) >= self.ae.maximum_associations
+
+    # ---- handlers ---------------------------------------------------------
+    def bind(self, event: evt.EventType, handler: Callable, args: list | None = None) -> None:
+        """Bind for future associations and for every active one."""
+        self.handlers.bind(event, handler, args)
+        for assoc in self.active_associations:
+            assoc.bind(event, handler, args)
+
+    def unbind(self, event: evt.EventType, handler: Callable) -> None:
+        """Unbind from future associations and from every active one."""
+        self.handlers.unbind(event, handler)
+        for assoc in self.active_associations:
+            assoc.unbind(event, handler)
+
+    def get_handlers(self, event: evt.EventType) -> list:
+        return self.handlers.handlers(event)
+
+    # ---- running ----------------------------------------------------------
+    def start(self) -> None:
+        """Run `serve_forever` on a thread of its own."""
+        self._accept_thread = threading.Thread(target=self.serve_forever, name="association-server", daemon=True)
+        self._accept_thread.start()
+
+    def serve_forever(self) -> None:
+        """Accept connections until `shutdown`."""
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.socket, selectors.EVENT_READ)
+            selector.register(self._wake_read, selectors.EVENT_READ)
+            while not self._stopping.is_set():
+                for key, _ in selector.select():
+                    if key.fileobj is self.socket and not self._stopping.is_set():
+                        self._accept()
+
+    def _accept(self) -> None:
+        try:
+            sock, address = self.socket.accept()
+        except OSError:
+            return
+        try:
+            tune_socket(sock)
+            if self.ssl_context is not None:
+                sock.settimeout(self.ae.acse_timeout)
+                sock = self.ssl_context.wrap_socket(sock, server_side=True)
+        except (OSError, ssl.SSLError) as exc:
+            LOGGER.error(f"TLS handshake with {address[0]}:{address[1]} failed: {exc}")
+            sock.close()
+            return
+        assoc = AcceptorAssociation(self, sock, address)
+        thread = threading.Thread(target=self._serve, args=(assoc,), name=f"assoc-{address[0]}:{address[1]}", daemon=True)
+        with self._lock:
+            self._associations.append(assoc)
+            self._threads = [t for t in self._threads if t.is_alive()] + [thread]
+        thread.start()
+
+    def _serve(self, assoc: AcceptorAssociation) -> None:
+        try:
+            assoc.serve()
+        finally:
+            self.forget(assoc)
+
+    def forget(self, assoc: AcceptorAssociation) -> None:
+        """Drop a closed association from the active list (frees its slot at once)."""
+        with self._lock:
+            if assoc in self._associations:
+                self._associations.remove(assoc)
+
+    def shutdown(self) -> None:
+        """Stop accepting, abort every active association, and wait for their threads."""
+        if self._stopping.is_set():
+            return
+        self._stopping.set()
+        self._wake_write.send(b"\0")
+        if self._accept_thread is not None and self._accept_thread is not threading.current_thread():
+            self._accept_thread.join(JOIN_TIMEOUT)
+        for assoc in self.active_associations:
+            if assoc.link is not None:
+                assoc.link.interrupt()
+        with self._lock:
+            threads = list(self._threads)
+        for thread in threads:
+            if thread is not threading.current_thread():
+                thread.join(JOIN_TIMEOUT)
+        self.socket.close()
+        self._wake_read.close()
+        self._wake_write.close()
+        self.ae.server_stopped(self)
+
+
+
+class ThreadedAssociationServer(AssociationServer):
+    """The server `start_server(block=False)` returns: already accepting on its own thread."""

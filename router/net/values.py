@@ -1,0 +1,43 @@
+"""Validation of values users hand the engine: AE titles and UIDs.
+
+Each function returns the value in its canonical form (a str) or raises a
+ValueError that says what is wrong, so a bad title fails where it is set.
+"""
+
+from __future__ import annotations
+
+import re
+
+MAX_AE_TITLE_LENGTH = 16
+MAX_UID_LENGTH = 64
+_UID_PATTERN = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
+_BACKSLASH = "\\"
+
+
+def validate_ae_title(value: str | bytes) -> str:
+    """An AE title as str without surrounding spaces; bytes are decoded as ASCII."""
+    if isinstance(value, bytes):
+        try:
+            value = value.decode("ascii")
+        except UnicodeDecodeError:
+            raise ValueError(f"Invalid AE title {value!r}: only ASCII characters are allowed") from None
+    if not isinstance(value, str):
+        raise TypeError(f"An AE title must be str or bytes, not {type(value).__name__}")
+    title = value.strip(" ")
+    if not title:
+        raise ValueError("Invalid AE title: it is empty or only spaces")
+    if len(title) > MAX_AE_TITLE_LENGTH:
+        raise ValueError(f"Invalid AE title '{title}': {len(title)} characters, at most {MAX_AE_TITLE_LENGTH}")
+    if _BACKSLASH in title or any(ord(char) < 0x20 or ord(char) > 0x7E for char in title):
+        raise ValueError(f"Invalid AE title {title!r}: no backslash, control or non-ASCII characters")
+    return title
+
+
+def validate_uid(value: str | bytes, what: str) -> str:
+    """A UID as str without padding, or ValueError naming `what` it was meant to be."""
+    if isinstance(value, bytes):
+        value = value.decode("ascii", errors="replace")
+    uid = str(value).rstrip("\0 ")
+    if not uid or len(uid) > MAX_UID_LENGTH or not _UID_PATTERN.match(uid):
+        raise ValueError(f"Invalid {what} UID '{uid}': a UID is 1 to 64 characters of digits and dots")
+    return uid
