@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from router.net.codes import PDV_HEADER_LENGTH
 from router.net.dimse_messages import DimseMessage, decode_command
@@ -70,10 +70,7 @@ def fragment(
     parts = [(True, _byte_view(command, "command set"))]
     if dataset is not None:
         parts.append((False, _byte_view(dataset, "data set")))
-    packer = _Packer(limit)
-    for is_command, view in parts:
-        yield from packer.add(context_id, is_command, view)
-    yield from packer.flush()
+    return _Packer(limit).pack(context_id, parts)  # arguments checked now, PDUs made lazily
 
 
 def _byte_view(payload: bytes | memoryview, what: str) -> memoryview:
@@ -91,12 +88,17 @@ class _Packer:
         self._pdvs: list[PDV] = []
         self._used = 0  # PDU-length of the PDVs in self._pdvs
 
-    def add(self, context_id: int, is_command: bool, view: memoryview) -> Iterator[PDataTF]:
+    def pack(self, context_id: int, parts: list[tuple[bool, memoryview]]) -> Iterator[PDataTF]:
+        for is_command, view in parts:
+            yield from self._add(context_id, is_command, view)
+        yield from self._flush()
+
+    def _add(self, context_id: int, is_command: bool, view: memoryview) -> Iterator[PDataTF]:
         offset, total = 0, len(view)
         while True:
             room = self._room()
             if room < min(total - offset, _MIN_FRAGMENT):
-                yield from self.flush()  # no room for even the smallest fragment
+                yield from self._flush()  # no room for even the smallest fragment
                 continue
             end = offset + min(room, total - offset)
             self._pdvs.append(PDV(context_id, is_command, end == total, view[offset:end]))
@@ -110,7 +112,7 @@ class _Packer:
         room = self._limit - self._used - PDV_HEADER_LENGTH
         return room - room % 2
 
-    def flush(self) -> Iterator[PDataTF]:
+    def _flush(self) -> Iterator[PDataTF]:
         if self._pdvs:
             yield PDataTF(tuple(self._pdvs))
         self._pdvs, self._used = [], 0
@@ -155,7 +157,7 @@ class AssembledMessage:
 
     context_id: int
     message: DimseMessage
-    dataset: object | None
+    dataset: Any  # bytes (default sink), what a custom sink's finish returned, or None
 
 
 class MessageAssembler:
@@ -182,6 +184,7 @@ class MessageAssembler:
         self._sink: DatasetSink | None = None
 
     def feed(self, pdv: PDV) -> AssembledMessage | DimseError | None:
+        """Take the next PDV received (its context already checked as accepted)."""
         if self._context_id is not None and pdv.context_id != self._context_id:
             return self._fail(
                 f"PDV for context {pdv.context_id} in the middle of a message on context "
@@ -205,8 +208,8 @@ class MessageAssembler:
             return self._fail(f"undecodable command set: {decoded}")
         if not decoded.has_dataset:
             return self._complete(pdv.context_id, decoded.message, None)
-        self._message = decoded.message
         self._sink = self._sink_factory(pdv.context_id, decoded.message)
+        self._message = decoded.message
         self._command = bytearray()
         return None
 
@@ -218,9 +221,7 @@ class MessageAssembler:
             return None
         return self._complete(pdv.context_id, self._message, self._sink.finish())
 
-    def _complete(
-        self, context_id: int, message: DimseMessage, dataset: object | None
-    ) -> AssembledMessage:
+    def _complete(self, context_id: int, message: DimseMessage, dataset: Any) -> AssembledMessage:
         self._reset()
         return AssembledMessage(context_id, message, dataset)
 

@@ -8,7 +8,8 @@ The codec is data driven: `FIELDS` maps every dataclass field name to its comman
 and VR), so a new message type is a new dataclass registered with `@_message(CommandField.X)`.
 
 Absent values: an optional string is "", an optional number is None and an optional tag list is
-(); absent values are not encoded, and a zero-length element received is read as absent.
+(); absent values are not encoded, and an element received empty (or holding only padding) is
+read as absent.
 
 `decode_command` never raises: it returns `DecodedCommand(message, has_dataset)` or a
 `DimseError`. `has_dataset` is True for any CommandDataSetType other than `NO_DATASET` (old peers
@@ -116,11 +117,17 @@ _HEADER = struct.Struct("<HHI")  # group, element, value length
 _US_ELEMENT = struct.Struct("<HHIH")
 _UL_ELEMENT = struct.Struct("<HHII")
 _US = struct.Struct("<H")
+_UL_SIZE = 4
 _AT_SIZE = 4  # group and element, two uint16
 _SHORT_BITS = 16
 _SHORT_MASK = 0xFFFF
 _PADDING = {"UI": b"\x00", "AE": b" ", "LO": b" "}
+_MAX_LENGTH = {"UI": 64, "AE": 16, "LO": 64}  # PS3.5 Table 6.2-1, checked when sending only
 _STRIPPED = "\x00 "  # trailing NUL or space padding, and insignificant spaces
+# Command sets use the default repertoire (ASCII). Latin-1 maps every byte to one character, so
+# a non-conforming value received is kept byte for byte and can be sent back unchanged (pydicom
+# also falls back to it).
+_TEXT_ENCODING = "latin-1"
 
 
 def _encode_us(tag: int, value: int) -> bytes:
@@ -133,9 +140,11 @@ def _encode_at(tag: int, value: tuple[int, ...]) -> bytes:
     return _HEADER.pack(_COMMAND_GROUP, tag, len(body)) + body
 
 
-def _text_encoder(padding: bytes) -> Callable[[int, str], bytes]:
+def _text_encoder(padding: bytes, max_length: int) -> Callable[[int, str], bytes]:
     def encode(tag: int, value: str) -> bytes:
-        raw = value.encode("ascii")
+        raw = value.encode(_TEXT_ENCODING)
+        if len(raw) > max_length:
+            raise ValueError(f"longer than {max_length} characters")
         if len(raw) % 2:
             raw += padding
         return _HEADER.pack(_COMMAND_GROUP, tag, len(raw)) + raw
@@ -153,11 +162,12 @@ def _decode_at(raw: memoryview) -> tuple[int, ...]:
     if len(raw) % _AT_SIZE:
         raise ValueError(f"AT value of {len(raw)} bytes")
     halves = struct.unpack(f"<{len(raw) // _US.size}H", raw)
-    return tuple((group << _SHORT_BITS) | element for group, element in zip(*[iter(halves)] * 2))
+    pairs = zip(halves[::2], halves[1::2])
+    return tuple((group << _SHORT_BITS) | element for group, element in pairs)
 
 
 def _decode_text(raw: memoryview) -> str:
-    return bytes(raw).decode("ascii", errors="replace").strip(_STRIPPED)
+    return bytes(raw).decode(_TEXT_ENCODING).strip(_STRIPPED)
 
 
 def _decode_priority(raw: memoryview) -> Priority:
@@ -167,7 +177,7 @@ def _decode_priority(raw: memoryview) -> Priority:
 _ENCODERS: dict[str, Callable[[int, Any], bytes]] = {
     "US": _encode_us,
     "AT": _encode_at,
-    **{vr: _text_encoder(padding) for vr, padding in _PADDING.items()},
+    **{vr: _text_encoder(padding, _MAX_LENGTH[vr]) for vr, padding in _PADDING.items()},
 }
 _DECODERS: dict[str, Callable[[memoryview], Any]] = {
     "US": _decode_us,
@@ -193,16 +203,18 @@ FIELDS: dict[str, FieldSpec] = {
 FIELDS["priority"] = FIELDS["priority"]._replace(decode=_decode_priority)
 _DATA_SET_TYPE = "command_data_set_type"  # taken from has_dataset, not from the message
 _SYNTHESISED = frozenset({"command_field", _DATA_SET_TYPE})
+_HEADER_PLAN = (FIELDS["command_field"], FIELDS[_DATA_SET_TYPE])  # decoded before the class
 ABSENT: tuple[object, ...] = (None, "", ())
 
 
 class DimseMessage:
-    """Base of every message class; `command_field`, `required` and `plan` are set by `_message`."""
+    """Base of every message class; its class variables are set by `_message`."""
 
     __slots__ = ()
     command_field: ClassVar[CommandField]
     required: ClassVar[frozenset[str]]  # fields that must be present on the wire
     plan: ClassVar[tuple[FieldSpec, ...]]  # every element it encodes, in ascending tag order
+    fields_plan: ClassVar[tuple[FieldSpec, ...]]  # the elements that are dataclass fields
 
     @property
     def is_response(self) -> bool:
@@ -222,6 +234,7 @@ def _message(command_field: CommandField, *also_required: str) -> Callable[[type
         cls.command_field = command_field
         cls.required = frozenset(no_default | set(also_required))
         cls.plan = tuple(sorted((FIELDS[n] for n in names), key=lambda spec: spec.tag))
+        cls.fields_plan = tuple(spec for spec in cls.plan if spec.name not in _SYNTHESISED)
         MESSAGE_TYPES[command_field] = cls
         return cls
 
@@ -445,11 +458,11 @@ def encode_command(message: DimseMessage, has_dataset: bool) -> bytes:
             continue
         try:
             parts.append(spec.encode(spec.tag, value))
-        except (struct.error, UnicodeEncodeError) as exc:
+        except (struct.error, ValueError) as exc:
             raise ValueError(f"{type(message).__name__}.{name}={value!r}: {exc}") from exc
     body = b"".join(parts)
-    group_length = _UL_ELEMENT.pack(_COMMAND_GROUP, CommandTag.COMMAND_GROUP_LENGTH, 4, len(body))
-    return group_length + body
+    group_length = CommandTag.COMMAND_GROUP_LENGTH
+    return _UL_ELEMENT.pack(_COMMAND_GROUP, group_length, _UL_SIZE, len(body)) + body
 
 
 def decode_command(data: bytes | memoryview) -> DecodedCommand | DimseError:
@@ -457,7 +470,7 @@ def decode_command(data: bytes | memoryview) -> DecodedCommand | DimseError:
     elements = _split_elements(memoryview(data).cast("B"))
     if isinstance(elements, DimseError):
         return elements
-    header = _decode_fields(elements, [FIELDS[name] for name in sorted(_SYNTHESISED)])
+    header = _decode_fields(elements, _HEADER_PLAN)
     if isinstance(header, DimseError):
         return header
     if missing := _SYNTHESISED.difference(header):
@@ -465,7 +478,7 @@ def decode_command(data: bytes | memoryview) -> DecodedCommand | DimseError:
     cls = MESSAGE_TYPES.get(header["command_field"])
     if cls is None:
         return DimseError(f"unknown command field 0x{header['command_field']:04X}")
-    values = _decode_fields(elements, [s for s in cls.plan if s.name not in _SYNTHESISED])
+    values = _decode_fields(elements, cls.fields_plan)
     if isinstance(values, DimseError):
         return values
     if missing := cls.required.difference(values):
@@ -504,9 +517,11 @@ def _decode_fields(
         if not raw:
             continue
         try:
-            values[spec.name] = spec.decode(raw)
+            value = spec.decode(raw)
         except ValueError as exc:
             return DimseError(f"{spec.name}: {exc}")
+        if value not in ABSENT:  # e.g. a value of padding only
+            values[spec.name] = value
     return values
 
 

@@ -36,6 +36,8 @@ def open_connection(
         tune_socket(sock)
         if tls is not None:
             context, hostname = tls
+            if hostname is None and context.check_hostname:
+                hostname = address[0]  # verify the certificate against the address we dialled
             sock = context.wrap_socket(sock, server_hostname=hostname)
     except (OSError, ssl.SSLError):
         sock.close()

@@ -24,6 +24,7 @@ import enum
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import ClassVar, Literal, Union
 
 from router.net.codes import APPLICATION_CONTEXT_NAME, HEADER_LENGTH, MCH_COMMAND, MCH_LAST
@@ -209,7 +210,8 @@ def _encode_association(pdu: AssociateRQ | AssociateAC) -> list[bytes]:
     items += ((item.item_type, encode_any(item)) for item in pdu.unknown_items)
     items.sort(key=lambda pair: pair[0])
     called, calling = _encode_ae(pdu.called_ae_title), _encode_ae(pdu.calling_ae_title)
-    return [_ASSOCIATION_FIXED.pack(pdu.protocol_version, called, calling), *(data for _, data in items)]
+    fixed = _ASSOCIATION_FIXED.pack(pdu.protocol_version, called, calling)
+    return [fixed, *(data for _, data in items)]
 
 
 def _encode_pdata(pdu: PDataTF) -> list[bytes | memoryview]:
@@ -295,7 +297,8 @@ def _check_fixed_length(body: memoryview, name: str) -> None:
 def _decode_reject(body: memoryview) -> AssociateRJ:
     _check_fixed_length(body, "A-ASSOCIATE-RJ")
     result, source, reason = _REJECT.unpack_from(body)
-    return AssociateRJ(RejectResult(result), RejectSource(source), reject_reason_enum(source, reason))
+    typed_reason = reject_reason_enum(source, reason)
+    return AssociateRJ(RejectResult(result), RejectSource(source), typed_reason)
 
 
 def _decode_abort(body: memoryview) -> Abort:
@@ -340,17 +343,18 @@ def _decode_ae(raw: bytes) -> str:
 class _AssociationItems:
     """Collects the variable items of an A-ASSOCIATE-RQ/AC as they are read."""
 
-    __slots__ = ("application_context", "contexts", "user_information", "unknown")
+    __slots__ = ("context_class", "application_context", "contexts", "user_information", "unknown")
 
-    def __init__(self) -> None:
+    def __init__(self, context_class: type) -> None:
+        self.context_class = context_class
         self.application_context: str | None = None
         self.contexts: list = []
         self.user_information: UserInformation | None = None
         self.unknown: list[UnknownItem] = []
 
-    def add(self, context_class: type, buf: memoryview, item_type: int, start: int, stop: int) -> None:
-        if item_type == context_class.item_type:
-            self.contexts.append(context_class.decode_value(buf, start, stop))
+    def add(self, buf: memoryview, item_type: int, start: int, stop: int) -> None:
+        if item_type == self.context_class.item_type:
+            self.contexts.append(self.context_class.decode_value(buf, start, stop))
         elif item_type == ItemType.APPLICATION_CONTEXT:
             if self.application_context is not None:
                 fail("second application context item", start, _UNEXPECTED)
@@ -375,9 +379,9 @@ def _decode_association(pdu_class: type, context_class: type, body: memoryview) 
     if len(body) < _ASSOCIATION_FIXED.size:
         fail(f"{pdu_class.__name__} shorter than its fixed fields", len(body))
     version, called, calling = _ASSOCIATION_FIXED.unpack_from(body)
-    items = _AssociationItems()
+    items = _AssociationItems(context_class)
     for item_type, start, stop in iter_items(body, _ASSOCIATION_FIXED.size, len(body)):
-        items.add(context_class, body, item_type, start, stop)
+        items.add(body, item_type, start, stop)
     items.check_complete(len(body))
     return pdu_class(
         _decode_ae(called),
@@ -391,8 +395,8 @@ def _decode_association(pdu_class: type, context_class: type, body: memoryview) 
 
 
 _DECODERS: dict[int, Callable[[memoryview], Pdu]] = {
-    PduType.ASSOCIATE_RQ: lambda body: _decode_association(AssociateRQ, PresentationContextRQ, body),
-    PduType.ASSOCIATE_AC: lambda body: _decode_association(AssociateAC, PresentationContextAC, body),
+    PduType.ASSOCIATE_RQ: partial(_decode_association, AssociateRQ, PresentationContextRQ),
+    PduType.ASSOCIATE_AC: partial(_decode_association, AssociateAC, PresentationContextAC),
     PduType.ASSOCIATE_RJ: _decode_reject,
     PduType.P_DATA_TF: _decode_pdata,
     PduType.RELEASE_RQ: _decode_release_rq,

@@ -67,6 +67,10 @@ def length_prefixed(data: bytes) -> bytes:
     return _U16.pack(_u16_length(data)) + data
 
 
+def _prefixed_text(text: str) -> bytes:
+    return length_prefixed(encode_text(text))
+
+
 def encode_item(item_type: int, value: bytes) -> bytes:
     """One item: type(1) reserved(1) length(2) then ``value`` (raises ValueError if too long)."""
     return _ITEM_HEADER.pack(item_type, _u16_length(value)) + value
@@ -93,7 +97,8 @@ def iter_items(buf: memoryview, start: int, stop: int) -> Iterator[tuple[int, in
         value_start = pos + ITEM_HEADER_LENGTH
         pos = value_start + length
         if pos > stop:
-            fail(f"item 0x{item_type:02X} length {length} overruns its parent", value_start - _U16.size)
+            message = f"item 0x{item_type:02X} length {length} overruns its parent"
+            fail(message, value_start - _U16.size)
         yield item_type, value_start, pos
 
 
@@ -167,7 +172,7 @@ class PresentationContextRQ:
             _CONTEXT_HEADER.pack(self.context_id, 0),
             encode_item(ItemType.ABSTRACT_SYNTAX, encode_text(self.abstract_syntax)),
         ]
-        parts += (encode_item(ItemType.TRANSFER_SYNTAX, encode_text(ts)) for ts in self.transfer_syntaxes)
+        parts += (encode_item(ItemType.TRANSFER_SYNTAX, encode_text(uid)) for uid in self.transfer_syntaxes)
         return b"".join(parts)
 
     @classmethod
@@ -196,13 +201,15 @@ class PresentationContextAC:
     @classmethod
     def decode_value(cls, buf: memoryview, start: int, stop: int) -> PresentationContextAC:
         context_id, result, _, transfer_syntaxes = _decode_context(buf, start, stop)
-        if len(transfer_syntaxes) > 1 or (not transfer_syntaxes and result == ContextResult.ACCEPTANCE):
+        accepted = result == ContextResult.ACCEPTANCE
+        if len(transfer_syntaxes) > 1 or (accepted and not transfer_syntaxes):
             fail(f"context {context_id} has {len(transfer_syntaxes)} transfer syntaxes", start)
-        return cls(context_id, ContextResult(result), transfer_syntaxes[0] if transfer_syntaxes else "")
+        transfer_syntax = transfer_syntaxes[0] if transfer_syntaxes else ""
+        return cls(context_id, ContextResult(result), transfer_syntax)
 
 
-def _decode_context(buf: memoryview, start: int, stop: int) -> tuple[int, int, list[str], list[str]]:
-    """Context header, abstract and transfer syntaxes; other sub-item types are skipped."""
+def _decode_context(buf: memoryview, start: int, stop: int) -> tuple[int, int, list, list]:
+    """Context ID, result, abstract and transfer syntaxes; other sub-item types are skipped."""
     context_id, result = _Reader(buf, start, stop).unpack(_CONTEXT_HEADER)
     check_context_id(context_id, start)
     syntaxes: dict[int, list[str]] = {ItemType.ABSTRACT_SYNTAX: [], ItemType.TRANSFER_SYNTAX: []}
@@ -210,7 +217,8 @@ def _decode_context(buf: memoryview, start: int, stop: int) -> tuple[int, int, l
         found = syntaxes.get(item_type)
         if found is not None:
             found.append(decode_text(buf, value_start, value_stop))
-    return context_id, result, syntaxes[ItemType.ABSTRACT_SYNTAX], syntaxes[ItemType.TRANSFER_SYNTAX]
+    abstract, transfer = syntaxes.values()
+    return context_id, result, abstract, transfer
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,7 +278,7 @@ class RoleSelection:
 
     def encode_value(self) -> bytes:
         flags = _TWO_FLAGS.pack(self.scu_role, self.scp_role)
-        return length_prefixed(encode_text(self.sop_class_uid)) + flags
+        return _prefixed_text(self.sop_class_uid) + flags
 
     @classmethod
     def decode_value(cls, buf: memoryview, start: int, stop: int) -> RoleSelection:
@@ -304,8 +312,8 @@ class SOPClassExtended:
     item_type: ClassVar[ItemType] = ItemType.SOP_CLASS_EXTENDED
 
     def encode_value(self) -> bytes:
-        uid = length_prefixed(encode_text(self.sop_class_uid))
-        return uid + bytes(self.service_class_application_information)
+        information = bytes(self.service_class_application_information)
+        return _prefixed_text(self.sop_class_uid) + information
 
     @classmethod
     def decode_value(cls, buf: memoryview, start: int, stop: int) -> SOPClassExtended:
@@ -327,14 +335,9 @@ class SOPClassCommonExtended:
     item_type: ClassVar[ItemType] = ItemType.SOP_CLASS_COMMON_EXTENDED
 
     def encode_value(self) -> bytes:
-        related = b"".join(length_prefixed(encode_text(uid)) for uid in self.related_general_sop_classes)
-        return b"".join(
-            (
-                length_prefixed(encode_text(self.sop_class_uid)),
-                length_prefixed(encode_text(self.service_class_uid)),
-                length_prefixed(related),
-            )
-        )
+        related = b"".join(_prefixed_text(uid) for uid in self.related_general_sop_classes)
+        classes = _prefixed_text(self.sop_class_uid) + _prefixed_text(self.service_class_uid)
+        return classes + length_prefixed(related)
 
     @classmethod
     def decode_value(cls, buf: memoryview, start: int, stop: int) -> SOPClassCommonExtended:

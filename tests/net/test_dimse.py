@@ -1,4 +1,5 @@
-"""Command sets byte for byte (router.net.dimse_messages), cross-checked against pydicom."""
+"""DIMSE layer examples: command sets byte for byte (cross-checked with pydicom and pynetdicom),
+fragmentation into P-DATA-TF and reassembly, every protocol violation as a DimseError."""
 
 from __future__ import annotations
 
@@ -230,6 +231,14 @@ def test_group_length_and_its_value_are_not_required():
     assert decode_command(wrong) == DecodedCommand(CEchoRQ(1), False)
 
 
+def test_non_ascii_text_is_kept_byte_for_byte():
+    data = C_ECHO_RSP + _element(0x0902, b"Fehler \xe4")  # not the default repertoire
+    decoded = decode_command(data)
+    assert isinstance(decoded, DecodedCommand)
+    assert decoded.message.error_comment == "Fehler \u00e4"
+    assert encode_command(decoded.message, False)[12:] == data[12:]
+
+
 def test_unknown_priority_is_kept():
     data = C_STORE_RQ.replace(h("00 07 02 00 00 00 00 00"), h("00 07 02 00 00 00 07 00"))
     decoded = decode_command(data)
@@ -260,6 +269,7 @@ def test_unknown_priority_is_kept():
             ),
             "offending_element: AT value of 2 bytes",
         ),
+        (C_ECHO_RQ[:20] + bytes(18) + C_ECHO_RQ[38:], "affected_sop_class_uid"),
         (b"", "command_field"),
     ],
     ids=[
@@ -274,6 +284,7 @@ def test_unknown_priority_is_kept():
         "data-element-in-command",
         "us-of-four-bytes",
         "at-of-two-bytes",
+        "uid-of-padding-only",
         "empty",
     ],
 )
@@ -292,7 +303,8 @@ def test_bad_command_sets_return_a_dimse_error(data, words):
         (CStoreRQ(1, CT_IMAGE_STORAGE, ""), "affected_sop_instance_uid is mandatory"),
         (CEchoRQ(1, ""), "affected_sop_class_uid is mandatory"),
         (CEchoRQ(65536), "message_id=65536"),
-        (CEchoRSP(1, 0, error_comment="caf\u00e9"), "error_comment"),
+        (CEchoRSP(1, 0, error_comment="10 \u20ac"), "error_comment"),
+        (CMoveRQ(1, STUDY_ROOT_MOVE, "A_VERY_LONG_AE_TITLE"), "longer than 16"),
     ],
 )
 def test_invalid_messages_raise_value_error_on_encode(message, words):
@@ -526,7 +538,7 @@ def test_command_only_message_and_empty_data_set():
 )
 def test_fragment_rejects_invalid_arguments(context_id, command, dataset, max_pdu, words):
     with pytest.raises(ValueError, match=words):
-        list(fragment(context_id, command, dataset, max_pdu))
+        fragment(context_id, command, dataset, max_pdu)  # before any PDU is asked for
 
 
 # --- reassembly --------------------------------------------------------------------------

@@ -1,0 +1,31 @@
+# The project's two commands: `make run` and `make test` (plus `make bench`).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test bench peers clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+# DCMTK is the reference peer of the interop tests and benchmarks.
+peers:
+	@command -v storescu >/dev/null 2>&1 || { \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq dcmtk >/dev/null; }
+
+run: $(STAMP)
+	$(PY) -m router.net echoscp 11112 -v
+
+test: $(STAMP) peers
+	$(PY) -m pytest tests
+
+bench: $(STAMP) peers
+	$(PY) -m bench.echo
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -1,0 +1,1 @@
+"""Command-line apps built on the engine: `python -m router.net APP ...`."""

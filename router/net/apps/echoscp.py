@@ -1,0 +1,38 @@
+"""echoscp: answer C-ECHO requests (Verification SCP) until interrupted."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from router.net.ae import AE
+from router.net.apps.common import add_output_options, add_syntax_options, add_timeout_options
+from router.net.apps.common import chosen_syntaxes, configure_timeouts, setup_logging
+from router.net.presentation import VERIFICATION_SOP_CLASS
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="echoscp", description="Answer C-ECHO requests from DICOM peers")
+    parser.add_argument("port", type=int, help="TCP/IP port to listen on")
+    add_output_options(parser)
+    parser.add_argument("-aet", "--ae-title", default="ECHOSCP", help="our AE title")
+    parser.add_argument("-ba", "--bind-address", default="", help="address to listen on (default: all)")
+    parser.add_argument("--max-associations", type=int, default=10, help="associations served at once")
+    add_timeout_options(parser)
+    add_syntax_options(parser, "accept")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    setup_logging(args)
+    ae = AE(args.ae_title)
+    configure_timeouts(ae, args)
+    ae.maximum_associations = args.max_associations
+    ae.add_supported_context(VERIFICATION_SOP_CLASS, chosen_syntaxes(args))
+    ae.start_server((args.bind_address, args.port), block=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
