@@ -86,6 +86,8 @@ class Association:
         link.on_data_received = lambda data: self.notify(evt.EVT_DATA_RECV, data=data)
 
     def _on_transition(self, old: State, event: Any, action: Any, new: State) -> None:
+        if not self.handlers.is_bound(evt.EVT_FSM_TRANSITION):
+            return
         self.notify(evt.EVT_FSM_TRANSITION, current_state=str(old), fsm_event=str(event), action=str(action), next_state=str(new))
 
     def _on_pdu_sent(self, pdu: Any) -> None:

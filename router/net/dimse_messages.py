@@ -25,6 +25,7 @@ from dataclasses import KW_ONLY, dataclass
 from enum import IntEnum
 from typing import Any, ClassVar, NamedTuple
 
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.tag import Tag
 
@@ -538,7 +539,8 @@ def command_dataset(message: DimseMessage, has_dataset: bool = False) -> Dataset
 
 
 def _to_dataset(message: DimseMessage, include_synthesised: bool, has_dataset: bool) -> Dataset:
-    dataset = Dataset()
+    """Elements are handed to pydicom raw, as encoded: it converts each only when read."""
+    elements = {}
     for spec in message.plan:
         if spec.name == _DATA_SET_TYPE:
             value: Any = DATASET_PRESENT if has_dataset else NO_DATASET
@@ -546,7 +548,8 @@ def _to_dataset(message: DimseMessage, include_synthesised: bool, has_dataset: b
             value = getattr(message, spec.name)
         if value in ABSENT or (spec.name in _SYNTHESISED and not include_synthesised):
             continue
-        value = list(value) if isinstance(value, tuple) else value
-        value = int(value) if isinstance(value, int) else value
-        dataset.add_new(Tag(_COMMAND_GROUP, spec.tag), spec.tag.vr, value)
-    return dataset
+        encoded = spec.encode(spec.tag, value)
+        tag = Tag(_COMMAND_GROUP, spec.tag)
+        raw = encoded[_HEADER.size :]
+        elements[tag] = RawDataElement(tag, spec.tag.vr, len(raw), raw, 0, True, True)
+    return Dataset(elements)

@@ -168,12 +168,10 @@ class PresentationContextRQ:
     item_type: ClassVar[ItemType] = ItemType.PRESENTATION_CONTEXT_RQ
 
     def encode_value(self) -> bytes:
-        parts = [
-            _CONTEXT_HEADER.pack(self.context_id, 0),
-            encode_item(ItemType.ABSTRACT_SYNTAX, encode_text(self.abstract_syntax)),
-        ]
-        parts += (encode_item(ItemType.TRANSFER_SYNTAX, encode_text(uid)) for uid in self.transfer_syntaxes)
-        return b"".join(parts)
+        header = _CONTEXT_HEADER.pack(self.context_id, 0)
+        abstract = encode_item(ItemType.ABSTRACT_SYNTAX, encode_text(self.abstract_syntax))
+        transfer = (encode_item(ItemType.TRANSFER_SYNTAX, encode_text(uid)) for uid in self.transfer_syntaxes)
+        return b"".join((header, abstract, *transfer))
 
     @classmethod
     def decode_value(cls, buf: memoryview, start: int, stop: int) -> PresentationContextRQ:
