@@ -8,6 +8,7 @@ association as requestor and `start_server` serves associations as acceptor.
 from __future__ import annotations
 
 import logging
+import math
 import ssl
 import threading
 from typing import Iterable, Sequence
@@ -37,8 +38,8 @@ MAX_VERSION_NAME_LENGTH = 16
 def _timeout(value: float | None, name: str) -> float | None:
     if value is None:
         return None
-    if not isinstance(value, (int, float)) or value < 0:
-        raise ValueError(f"{name} must be a number of seconds >= 0 or None, not {value!r}")
+    if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number of seconds >= 0 or None, not {value!r}")
     return float(value)
 
 

@@ -274,6 +274,7 @@ class Connection:
                 self._error = result
                 position = len(view)
                 self._handle(Event.INVALID_PDU, now)
+                self._error = None  # its reason is this event's only, even where it is ignored
             else:
                 break
         rest = data[position:] if position else data

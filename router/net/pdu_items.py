@@ -170,7 +170,7 @@ class PresentationContextRQ:
     def encode_value(self) -> bytes:
         header = _CONTEXT_HEADER.pack(self.context_id, 0)
         abstract = encode_item(ItemType.ABSTRACT_SYNTAX, encode_text(self.abstract_syntax))
-        transfer = (encode_item(ItemType.TRANSFER_SYNTAX, encode_text(uid)) for uid in self.transfer_syntaxes)
+        transfer = (_transfer_syntax_item(uid) for uid in self.transfer_syntaxes)
         return b"".join((header, abstract, *transfer))
 
     @classmethod
@@ -192,9 +192,8 @@ class PresentationContextAC:
     item_type: ClassVar[ItemType] = ItemType.PRESENTATION_CONTEXT_AC
 
     def encode_value(self) -> bytes:
-        return _CONTEXT_HEADER.pack(self.context_id, self.result) + encode_item(
-            ItemType.TRANSFER_SYNTAX, encode_text(self.transfer_syntax)
-        )
+        header = _CONTEXT_HEADER.pack(self.context_id, self.result)
+        return header + _transfer_syntax_item(self.transfer_syntax)
 
     @classmethod
     def decode_value(cls, buf: memoryview, start: int, stop: int) -> PresentationContextAC:
@@ -204,6 +203,10 @@ class PresentationContextAC:
             fail(f"context {context_id} has {len(transfer_syntaxes)} transfer syntaxes", start)
         transfer_syntax = transfer_syntaxes[0] if transfer_syntaxes else ""
         return cls(context_id, ContextResult(result), transfer_syntax)
+
+
+def _transfer_syntax_item(uid: str) -> bytes:
+    return encode_item(ItemType.TRANSFER_SYNTAX, encode_text(uid))
 
 
 def _decode_context(buf: memoryview, start: int, stop: int) -> tuple[int, int, list, list]:

@@ -29,13 +29,14 @@ IMPLICIT_LE = "1.2.840.10008.1.2"
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
 CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
 MAX_PDATA = 16384
+INVALID = AbortReason.INVALID_PDU_PARAMETER_VALUE
 
 
-def wire(text: str) -> bytes:
+def wire(vector: str) -> bytes:
     """Hex pairs and ``"ASCII"`` strings, with ``#`` comments, to bytes."""
-    code = "\n".join(line.split("#")[0] for line in text.splitlines())
+    code = "\n".join(line.split("#")[0] for line in vector.splitlines())
     tokens = re.findall(r'"([^"]*)"|([0-9A-Fa-f]{2})', code)
-    return b"".join(text.encode("ascii") if text else bytes.fromhex(pair) for text, pair in tokens)
+    return b"".join(text.encode() if text else bytes.fromhex(pair) for text, pair in tokens)
 
 
 def decoded(data: bytes, max_pdata: int = MAX_PDATA):
@@ -51,7 +52,7 @@ def error(data: bytes, max_pdata: int = MAX_PDATA) -> PduError:
     return result
 
 
-# PS3.8-style worked example 1.11 of the reference, copied as printed (187 bytes).
+# Worked example 1.11 of the shared reference (dicom-network-protocol.md), as printed: 187 bytes.
 EXAMPLE_RQ_BYTES = wire("""
     01 00 00 00 00 B5 00 01 00 00 41 4E 59 2D 53 43   # type, len=181, ver=1, "ANY-SC
     50 20 20 20 20 20 20 20 20 20 45 43 48 4F 53 43   # P         ECHOSC
@@ -70,9 +71,10 @@ EXAMPLE_RQ = AssociateRQ(
     called_ae_title="ANY-SCP",
     calling_ae_title="ECHOSCU",
     presentation_contexts=(PresentationContextRQ(1, VERIFICATION, (IMPLICIT_LE,)),),
-    user_information=UserInformation(
-        (MaximumLength(16384), ImplementationClassUID("1.2.3.4.5"), ImplementationVersionName("EXAMPLE_1"))
-    ),
+    user_information=UserInformation((
+        MaximumLength(16384), ImplementationClassUID("1.2.3.4.5"),
+        ImplementationVersionName("EXAMPLE_1"),
+    )),  # fmt: skip
 )
 
 AC_BYTES = wire("""
@@ -118,27 +120,41 @@ VECTORS = [
     (EXAMPLE_RQ_BYTES, EXAMPLE_RQ),
     (AC_BYTES, AC),
     (PDATA_BYTES, PDATA),
-    (wire("04 00 00000006  00000002 01 02"), PDataTF((PDV(1, False, True, b""),))),  # empty last data
+    (wire("04 00 00000006  00000002 01 02"),  # PDV: empty fragment, data set, last
+     PDataTF((PDV(1, False, True, b""),))),
     (wire("04 00 0000000E  00000004 07 01 AA BB  00000002 07 00"),  # command, more follows x2
      PDataTF((PDV(7, True, False, b"\xaa\xbb"), PDV(7, False, False, b"")))),
     (wire("05 00 00000004 00000000"), ReleaseRQ()),  # A-RELEASE-RQ
     (wire("06 00 00000004 00000000"), ReleaseRP()),  # A-RELEASE-RP
 ]  # fmt: skip
 
-REJECTS = [  # result, source, reason bytes; decoded reason; standard wording
-    ("01 01 01", RejectReason.USER_NO_REASON, "no-reason-given"),
-    ("01 01 02", RejectReason.APPLICATION_CONTEXT_NOT_SUPPORTED, "application-context-name-not-supported"),
-    ("01 01 03", RejectReason.CALLING_AE_NOT_RECOGNIZED, "calling-AE-title-not-recognized"),
-    ("01 01 07", RejectReason.CALLED_AE_NOT_RECOGNIZED, "called-AE-title-not-recognized"),
-    ("01 01 05", RejectReason(5), "reserved (5)"),
-    ("01 02 01", AcseRejectReason.PROVIDER_NO_REASON, "no-reason-given"),
-    ("01 02 02", AcseRejectReason.PROTOCOL_VERSION_NOT_SUPPORTED, "protocol-version-not-supported"),
-    ("02 03 01", PresentationRejectReason.TEMPORARY_CONGESTION, "temporary-congestion"),
-    ("02 03 02", PresentationRejectReason.LOCAL_LIMIT_EXCEEDED, "local-limit-exceeded"),
-    ("02 03 00", PresentationRejectReason(0), "reserved (0)"),
+PERMANENT, TRANSIENT = RejectResult.PERMANENT, RejectResult.TRANSIENT
+USER, ACSE = RejectSource.SERVICE_USER, RejectSource.SERVICE_PROVIDER_ACSE
+PRESENTATION = RejectSource.SERVICE_PROVIDER_PRESENTATION
+REJECTS = [  # bytes 7-9: result, source, reason; decoded; standard wording
+    ("01 01 01", PERMANENT, USER, RejectReason.USER_NO_REASON, "no-reason-given"),
+    ("01 01 02", PERMANENT, USER, RejectReason.APPLICATION_CONTEXT_NOT_SUPPORTED,
+     "application-context-name-not-supported"),
+    ("01 01 03", PERMANENT, USER, RejectReason.CALLING_AE_NOT_RECOGNIZED,
+     "calling-AE-title-not-recognized"),
+    ("01 01 07", PERMANENT, USER, RejectReason.CALLED_AE_NOT_RECOGNIZED,
+     "called-AE-title-not-recognized"),
+    ("01 01 05", PERMANENT, USER, RejectReason(5), "reserved (5)"),
+    ("01 02 01", PERMANENT, ACSE, AcseRejectReason.PROVIDER_NO_REASON, "no-reason-given"),
+    ("01 02 02", PERMANENT, ACSE, AcseRejectReason.PROTOCOL_VERSION_NOT_SUPPORTED,
+     "protocol-version-not-supported"),
+    ("02 03 01", TRANSIENT, PRESENTATION, PresentationRejectReason.TEMPORARY_CONGESTION,
+     "temporary-congestion"),
+    ("02 03 02", TRANSIENT, PRESENTATION, PresentationRejectReason.LOCAL_LIMIT_EXCEEDED,
+     "local-limit-exceeded"),
+    ("02 03 00", TRANSIENT, PRESENTATION, PresentationRejectReason(0), "reserved (0)"),
+]  # fmt: skip
+VECTORS += [
+    (wire(f"03 00 00000004 00 {value}"), AssociateRJ(result, source, reason))
+    for value, result, source, reason, _ in REJECTS
 ]
 
-ABORTS = [  # source, reason bytes
+ABORTS = [  # bytes 8-9: source, reason
     ("00 00", AbortSource.SERVICE_USER, AbortReason.NOT_SPECIFIED),
     ("01 00", AbortSource.RESERVED, AbortReason.NOT_SPECIFIED),  # seen from old pynetdicom
     ("02 00", AbortSource.SERVICE_PROVIDER, AbortReason.NOT_SPECIFIED),
@@ -148,11 +164,10 @@ ABORTS = [  # source, reason bytes
     ("02 05", AbortSource.SERVICE_PROVIDER, AbortReason.UNEXPECTED_PDU_PARAMETER),
     ("02 06", AbortSource.SERVICE_PROVIDER, AbortReason.INVALID_PDU_PARAMETER_VALUE),
 ]
-for _bytes, _reason, _ in REJECTS:
-    VECTORS.append((wire(f"03 00 00000004 00 {_bytes}"), AssociateRJ(
-        RejectResult(int(_bytes[:2])), RejectSource(int(_bytes[3:5])), _reason)))  # fmt: skip
-for _bytes, _source, _reason in ABORTS:
-    VECTORS.append((wire(f"07 00 00000004 0000 {_bytes}"), Abort(_source, _reason)))
+VECTORS += [
+    (wire(f"07 00 00000004 0000 {value}"), Abort(source, reason))
+    for value, source, reason in ABORTS
+]
 
 SUB_ITEMS = [
     ("51 00 0004 00004000", MaximumLength(16384)),  # maximum length 16384
@@ -183,6 +198,18 @@ SUB_ITEMS = [
 ]  # fmt: skip
 
 
+# Building blocks for hand-made association PDUs.
+APP = wire('10 00 0015 "1.2.840.10008.3.1.1.1"')
+CTX = wire('20 00 002E 01 00 00 00 30 00 0011 "1.2.840.10008.1.1" 40 00 0011 "1.2.840.10008.1.2"')
+USER = wire("50 00 0008 51 00 0004 00004000")
+
+
+def association(pdu_type: str, items: bytes, called=b"ANY-SCP", calling=b"ECHOSCU") -> bytes:
+    """An A-ASSOCIATE-RQ/AC: version 1, the AE titles, 32 zero bytes, then ``items`` as given."""
+    fixed = wire("0001 0000") + called.ljust(16, b" ") + calling.ljust(16, b" ") + bytes(32)
+    return wire(pdu_type + " 00") + (len(fixed) + len(items)).to_bytes(4, "big") + fixed + items
+
+
 @pytest.mark.parametrize(("data", "pdu"), VECTORS, ids=lambda v: type(v).__name__)
 def test_vector_encodes_and_decodes(data, pdu):
     assert encode(pdu) == data
@@ -202,8 +229,8 @@ def test_sub_item_vectors(value, item):
     assert UserInformation.decode_value(memoryview(data), 0, len(data)) == UserInformation((item,))
 
 
-@pytest.mark.parametrize(("value", "reason", "text"), REJECTS)
-def test_reject_reason_typed_by_source_with_wording(value, reason, text):
+@pytest.mark.parametrize(("value", "result", "source", "reason", "text"), REJECTS)
+def test_reject_reason_typed_by_source_with_wording(value, result, source, reason, text):
     reject = decoded(wire(f"03 00 00000004 00 {value}"))
     assert type(reject.reason) is type(reason)
     assert reject_reason_text(reject.source, reject.reason) == text
@@ -224,11 +251,13 @@ def test_user_information_sorted_on_encode_and_convenience_properties():
     identity, unknown = UserIdentityAC(b""), UnknownItem(0x5A, b"")
     extended = SOPClassExtended(CT_IMAGE, b"\x01")
     common = SOPClassCommonExtended(CT_IMAGE, "1.2.840.10008.4.2")
-    items = (unknown, identity, common, extended, role, window, ImplementationClassUID("1.2"), MaximumLength(0))
+    items = (unknown, identity, common, extended, role, window, ImplementationClassUID("1.2"),
+             MaximumLength(0))  # fmt: skip
     user = UserInformation(items)
     data = user.encode_value()
-    assert UserInformation.decode_value(memoryview(data), 0, len(data)).items == items[::-1]  # by type
-    assert (user.maximum_length, user.implementation_class_uid, user.implementation_version_name) == (0, "1.2", None)
+    assert UserInformation.decode_value(memoryview(data), 0, len(data)).items == items[::-1]
+    assert (user.maximum_length, user.implementation_class_uid) == (0, "1.2")
+    assert user.implementation_version_name is None
     assert (user.async_ops_window, user.user_identity) == (window, identity)
     assert (user.role_selections, user.sop_class_extended, user.sop_class_common_extended) == (
         (role,), (extended,), (common,))  # fmt: skip
@@ -244,11 +273,14 @@ def test_unknown_top_level_item_kept_in_place():
 
 def test_ac_rejected_context_without_transfer_syntax():
     ac = decoded(association("02", APP + wire("21 00 0004 03 00 04 00") + USER))
-    assert ac.presentation_contexts == (PresentationContextAC(3, ContextResult.TRANSFER_SYNTAXES_NOT_SUPPORTED, ""),)
+    rejected = PresentationContextAC(3, ContextResult.TRANSFER_SYNTAXES_NOT_SUPPORTED, "")
+    assert ac.presentation_contexts == (rejected,)
 
 
 def test_uid_and_ae_padding_stripped():
-    ctx = wire('20 00 0030 01 00 00 00 30 00 0012 "1.2.840.10008.1.1" 00 40 00 0012 "1.2.840.10008.1.2 "')
+    ctx = wire('''20 00 0030 01 00 00 00   # context 1
+                  30 00 0012 "1.2.840.10008.1.1" 00   # abstract syntax, NUL padded
+                  40 00 0012 "1.2.840.10008.1.2 "''')  # transfer syntax, space padded
     rq = decoded(association("01", APP + ctx + USER, called=b"  ANY\0\0", calling=b"X"))
     assert rq.presentation_contexts == (PresentationContextRQ(1, VERIFICATION, (IMPLICIT_LE,)),)
     assert (rq.called_ae_title, rq.calling_ae_title) == ("ANY", "X")
@@ -264,10 +296,10 @@ def test_encode_rejects_what_does_not_fit():
 
 
 def test_pdata_scatter_gather_headers_match_encode():
-    fragments = [(True, wire("00000000 04000000 38000000")), (False, wire('08005200 06000000 "STUDY "'))]
-    headers = [pdv_header(1, is_command, True, len(data)) for is_command, data in fragments]
-    total = sum(len(header) + len(data) for header, (_, data) in zip(headers, fragments))
-    assert pdata_header(total) + b"".join(h + d for h, (_, d) in zip(headers, fragments)) == PDATA_BYTES
+    gather = []
+    for pdv in PDATA.pdvs:
+        gather += [pdv_header(pdv.context_id, pdv.is_command, pdv.is_last, len(pdv.data)), pdv.data]
+    assert pdata_header(sum(map(len, gather))) + b"".join(gather) == PDATA_BYTES
 
 
 def test_pdata_fragments_are_views_of_the_buffer():
@@ -289,17 +321,6 @@ def test_error_result_keeps_no_view_of_the_buffer():
 
 # Malformed input ------------------------------------------------------------------------------
 
-APP = wire('10 00 0015 "1.2.840.10008.3.1.1.1"')
-CTX = wire('20 00 002E 01 00 00 00 30 00 0011 "1.2.840.10008.1.1" 40 00 0011 "1.2.840.10008.1.2"')
-USER = wire("50 00 0008 51 00 0004 00004000")
-INVALID = AbortReason.INVALID_PDU_PARAMETER_VALUE
-
-
-def association(pdu_type: str, items: bytes, called: bytes = b"ANY-SCP", calling: bytes = b"ECHOSCU") -> bytes:
-    fixed = wire("0001 0000") + called.ljust(16, b" ") + calling.ljust(16, b" ") + bytes(32)
-    return wire(pdu_type + " 00") + (len(fixed) + len(items)).to_bytes(4, "big") + fixed + items
-
-
 @pytest.mark.parametrize(("data", "reason", "offset"), [
     (wire("03 00 00000005 0001010100"), INVALID, 2),  # A-ASSOCIATE-RJ length must be 4
     (wire("05 00 00000003 000000"), INVALID, 2),  # A-RELEASE-RQ length must be 4
@@ -311,7 +332,7 @@ def association(pdu_type: str, items: bytes, called: bytes = b"ANY-SCP", calling
     (wire("04 00 00000009 00000002 01 02 000000"), INVALID, 12),  # truncated second PDV header
     (wire("04 00 00000006 00000002 00 02"), INVALID, 10),  # context id 0
     (wire("04 00 00000006 00000002 02 02"), INVALID, 10),  # context id even
-    (EXAMPLE_RQ_BYTES[:0x4D] + b"\xff" + EXAMPLE_RQ_BYTES[0x4E:], INVALID, 0x4C),  # item overruns PDU
+    (EXAMPLE_RQ_BYTES[:0x4D] + b"\xff" + EXAMPLE_RQ_BYTES[0x4E:], INVALID, 0x4C),  # item overrun
     (association("01", APP + USER), INVALID, 74 + 37),  # no presentation context
     (association("01", CTX + USER), INVALID, 74 + 62),  # no application context
     (association("01", APP + CTX), INVALID, 74 + 75),  # no user information
@@ -341,7 +362,8 @@ def test_unknown_pdu_type(pdu_type):
 def test_too_large_is_reported_from_the_header_alone():
     result = decode(wire("04 00 00004001"), MAX_PDATA)  # 16385 announced, nothing else yet
     assert isinstance(result, PduTooLarge)
-    assert (result.length, result.maximum, result.reason, result.offset) == (16385, MAX_PDATA, INVALID, 2)
+    assert (result.length, result.maximum) == (16385, MAX_PDATA)
+    assert (result.reason, result.offset) == (INVALID, 2)
     assert decode(wire("04 00 00004000"), MAX_PDATA) is INCOMPLETE  # exactly the maximum
     assert decode(wire("04 00 FFFFFFFF"), 0) is INCOMPLETE  # 0 = no limit
     assert isinstance(decode(wire("01 00 00100001"), MAX_PDATA), PduTooLarge)  # 1 MiB + 1
@@ -358,8 +380,10 @@ def test_open_enums_keep_unknown_values():
     with pytest.raises(ValueError):
         AbortReason("x")
     abort = decoded(wire("07 00 00000004 0000 09 63"))
-    assert abort == Abort(AbortSource(9), AbortReason(99)) and encode(abort) == wire("07 00 00000004 0000 09 63")
-    assert decoded(wire("03 00 00000004 00 07 09 0B")) == AssociateRJ(RejectResult(7), RejectSource(9), 11)
+    assert abort == Abort(AbortSource(9), AbortReason(99))
+    assert encode(abort) == wire("07 00 00000004 0000 09 63")
+    reject = decoded(wire("03 00 00000004 00 07 09 0B"))  # result 7, source 9, reason 11
+    assert reject == AssociateRJ(RejectResult(7), RejectSource(9), 11)
 
 
 # Cross-check with pynetdicom (a test peer only) -----------------------------------------------
@@ -394,7 +418,8 @@ PYNETDICOM_VIEW = AssociateRQ(
     "ECHOSCU",
     (PresentationContextRQ(3, VERIFICATION, (IMPLICIT_LE, EXPLICIT_LE)),),
     UserInformation((
-        MaximumLength(16382), ImplementationClassUID("1.2.3.4"), RoleSelection(CT_IMAGE, False, True),
+        MaximumLength(16382), ImplementationClassUID("1.2.3.4"),
+        RoleSelection(CT_IMAGE, False, True),
         UserIdentityRQ(UserIdentityType.USERNAME_PASSCODE, True, b"alice", b"secret"),
     )),
 )  # fmt: skip
@@ -418,7 +443,8 @@ def test_pynetdicom_reads_our_associate_rq_and_pdata():
     assert (context.context_id, context.abstract_syntax, context.transfer_syntax) == (
         3, VERIFICATION, [IMPLICIT_LE, EXPLICIT_LE])  # fmt: skip
     maximum, class_uid, role, identity = request.user_information
-    assert (maximum.maximum_length_received, class_uid.implementation_class_uid) == (16382, "1.2.3.4")
+    assert maximum.maximum_length_received == 16382
+    assert class_uid.implementation_class_uid == "1.2.3.4"
     assert (role.sop_class_uid, role.scu_role, role.scp_role) == (CT_IMAGE, False, True)
     assert (identity.user_identity_type, identity.primary_field, identity.secondary_field) == (
         2, b"alice", b"secret")  # fmt: skip

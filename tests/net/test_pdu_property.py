@@ -10,7 +10,7 @@ from router.net.codes import (
 from router.net.errors import PduError, PduTooLarge
 from router.net.pdu import (
     HEADER_LENGTH, INCOMPLETE, PDV, Abort, AssociateAC, AssociateRJ, AssociateRQ, Decoded, PDataTF,
-    ReleaseRP, ReleaseRQ, decode, encode,
+    ReleaseRP, ReleaseRQ, decode, encode, read_header,
 )  # fmt: skip
 from router.net.pdu_items import (
     AsyncOperationsWindow, ImplementationClassUID, ImplementationVersionName, MaximumLength,
@@ -23,9 +23,11 @@ BYTE = st.integers(0, 0xFF)
 U16 = st.integers(0, 0xFFFF)
 SUB_ITEM_TYPES = set(range(ItemType.MAXIMUM_LENGTH, ItemType.USER_IDENTITY_AC + 1))
 
-uids = st.lists(st.integers(0, 99999), min_size=1, max_size=8).map(lambda parts: ".".join(map(str, parts)))
-names = st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), max_size=16)
-ae_titles = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=16).map(str.strip)
+uids = st.lists(st.integers(0, 99999), min_size=1, max_size=8).map(lambda n: ".".join(map(str, n)))
+names = st.text(st.characters(min_codepoint=ord("!"), max_codepoint=ord("~")), max_size=16)
+ae_titles = st.text(st.characters(min_codepoint=ord(" "), max_codepoint=ord("~")), max_size=16).map(
+    str.strip
+)
 context_ids = st.integers(0, 127).map(lambda n: 2 * n + 1)
 small_bytes = st.binary(max_size=40)
 
@@ -57,12 +59,16 @@ def sorted_unknown(known: set[int]) -> st.SearchStrategy[tuple[UnknownItem, ...]
     return items.map(lambda found: tuple(sorted(found, key=lambda item: item.item_type)))
 
 
-RQ_ITEMS = {ItemType.APPLICATION_CONTEXT, ItemType.PRESENTATION_CONTEXT_RQ, ItemType.USER_INFORMATION}
-AC_ITEMS = {ItemType.APPLICATION_CONTEXT, ItemType.PRESENTATION_CONTEXT_AC, ItemType.USER_INFORMATION}
-contexts_rq = st.builds(PresentationContextRQ, context_ids, uids, st.lists(uids, max_size=4).map(tuple))
+BOTH_ITEMS = {ItemType.APPLICATION_CONTEXT, ItemType.USER_INFORMATION}
+RQ_ITEMS = BOTH_ITEMS | {ItemType.PRESENTATION_CONTEXT_RQ}
+AC_ITEMS = BOTH_ITEMS | {ItemType.PRESENTATION_CONTEXT_AC}
+contexts_rq = st.builds(
+    PresentationContextRQ, context_ids, uids, st.lists(uids, max_size=4).map(tuple)
+)
+rejections = st.integers(1, 0xFF).map(ContextResult)
 contexts_ac = st.one_of(
     st.builds(PresentationContextAC, context_ids, st.just(ContextResult.ACCEPTANCE), uids),
-    st.builds(PresentationContextAC, context_ids, st.integers(1, 0xFF).map(ContextResult), uids | st.just("")),
+    st.builds(PresentationContextAC, context_ids, rejections, uids | st.just("")),
 )
 associate_rq = st.builds(
     AssociateRQ, ae_titles, ae_titles, st.lists(contexts_rq, min_size=1, max_size=5).map(tuple),
@@ -78,10 +84,11 @@ associate_rj = st.builds(
 )  # fmt: skip
 pdvs = st.builds(PDV, context_ids, st.booleans(), st.booleans(), st.binary(max_size=64))
 pdata = st.lists(pdvs, min_size=1, max_size=5).map(lambda found: PDataTF(tuple(found)))
-aborts = st.builds(lambda source, reason: Abort(AbortSource(source), AbortReason(reason)), BYTE, BYTE)
-any_pdu = st.one_of(
-    associate_rq, associate_ac, associate_rj, pdata, st.just(ReleaseRQ()), st.just(ReleaseRP()), aborts
+aborts = st.builds(
+    lambda source, reason: Abort(AbortSource(source), AbortReason(reason)), BYTE, BYTE
 )
+releases = st.sampled_from([ReleaseRQ(), ReleaseRP()])
+any_pdu = st.one_of(associate_rq, associate_ac, associate_rj, pdata, releases, aborts)
 
 
 @BOUNDED
@@ -97,7 +104,8 @@ def test_decode_inverts_encode(pdu):
 @given(associate_rj)
 def test_reject_reason_typed_by_its_source(reject):
     typed = decode(encode(reject), 0).pdu.reason
-    assert typed == reject.reason and type(typed) is type(reject_reason_enum(reject.source, reject.reason))
+    assert typed == reject.reason
+    assert type(typed) is type(reject_reason_enum(reject.source, reject.reason))
 
 
 def check_outcome(buf: bytes, max_pdata: int) -> None:
@@ -105,7 +113,7 @@ def check_outcome(buf: bytes, max_pdata: int) -> None:
     result = decode(buf, max_pdata)
     assert result is INCOMPLETE or isinstance(result, (Decoded, PduError))
     if result is INCOMPLETE:
-        assert len(buf) < HEADER_LENGTH or len(buf) < HEADER_LENGTH + int.from_bytes(buf[2:6], "big")
+        assert len(buf) < HEADER_LENGTH + (read_header(buf)[1] if len(buf) >= HEADER_LENGTH else 0)
     if isinstance(result, Decoded):
         assert HEADER_LENGTH <= result.size <= len(buf)
         if isinstance(result.pdu, PDataTF) and max_pdata:
@@ -158,7 +166,8 @@ def grow_length(data: bytearray, pos: int, value: int) -> None:
 
 
 MUTATIONS = (flip, insert, delete, truncate, huge_u16, huge_u32, grow_length)
-mutations = st.lists(st.tuples(st.sampled_from(MUTATIONS), st.integers(0, 10_000), BYTE), min_size=1, max_size=4)
+mutation = st.tuples(st.sampled_from(MUTATIONS), st.integers(0, 10_000), BYTE)
+mutations = st.lists(mutation, min_size=1, max_size=4)
 
 
 @BOUNDED

@@ -1,0 +1,1 @@
+"""Interoperability tests: our engine against real DICOM peers over loopback sockets."""
