@@ -23,20 +23,20 @@ import struct
 from collections.abc import Callable, Iterable
 from dataclasses import KW_ONLY, dataclass
 from enum import IntEnum
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar
 
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.tag import Tag
 
-from router.net.codes import OpenIntEnum
+from router.net.dimse_elements import COMMAND_GROUP, ELEMENT_HEADER, FIELDS, UL_ELEMENT, UL_SIZE
+from router.net.dimse_elements import CommandTag, FieldSpec, Priority
 from router.net.errors import DimseError
 
 VERIFICATION_SOP_CLASS = "1.2.840.10008.1.1"
 NO_DATASET = 0x0101
 DATASET_PRESENT = 0x0001
 RESPONSE_BIT = 0x8000
-_COMMAND_GROUP = 0x0000
 
 
 class CommandField(IntEnum):
@@ -67,141 +67,6 @@ class CommandField(IntEnum):
     C_CANCEL_RQ = 0x0FFF
 
 
-class Priority(OpenIntEnum):
-    """(0000,0700) Priority values. Advisory: an unknown received value becomes RESERVED_<n>."""
-
-    MEDIUM = 0x0000
-    HIGH = 0x0001
-    LOW = 0x0002
-
-
-class CommandTag(IntEnum):
-    """Command elements of PS3.7 Table E.1-1 with their VR. The group is 0000, so a tag equals its
-    element number; the lower-cased name is the dataclass field name."""
-
-    vr: str
-
-    def __new__(cls, value: int, vr: str) -> CommandTag:
-        member = int.__new__(cls, value)
-        member._value_ = value
-        member.vr = vr
-        return member
-
-    COMMAND_GROUP_LENGTH = 0x0000, "UL"
-    AFFECTED_SOP_CLASS_UID = 0x0002, "UI"
-    REQUESTED_SOP_CLASS_UID = 0x0003, "UI"
-    COMMAND_FIELD = 0x0100, "US"
-    MESSAGE_ID = 0x0110, "US"
-    MESSAGE_ID_BEING_RESPONDED_TO = 0x0120, "US"
-    MOVE_DESTINATION = 0x0600, "AE"
-    PRIORITY = 0x0700, "US"
-    COMMAND_DATA_SET_TYPE = 0x0800, "US"
-    STATUS = 0x0900, "US"
-    OFFENDING_ELEMENT = 0x0901, "AT"
-    ERROR_COMMENT = 0x0902, "LO"
-    ERROR_ID = 0x0903, "US"
-    AFFECTED_SOP_INSTANCE_UID = 0x1000, "UI"
-    REQUESTED_SOP_INSTANCE_UID = 0x1001, "UI"
-    EVENT_TYPE_ID = 0x1002, "US"
-    ATTRIBUTE_IDENTIFIER_LIST = 0x1005, "AT"
-    ACTION_TYPE_ID = 0x1008, "US"
-    NUMBER_OF_REMAINING_SUBOPERATIONS = 0x1020, "US"
-    NUMBER_OF_COMPLETED_SUBOPERATIONS = 0x1021, "US"
-    NUMBER_OF_FAILED_SUBOPERATIONS = 0x1022, "US"
-    NUMBER_OF_WARNING_SUBOPERATIONS = 0x1023, "US"
-    MOVE_ORIGINATOR_APPLICATION_ENTITY_TITLE = 0x1030, "AE"
-    MOVE_ORIGINATOR_MESSAGE_ID = 0x1031, "US"
-
-
-# Element codecs, one per VR. Fixed-size elements are packed with one precompiled struct.
-_HEADER = struct.Struct("<HHI")  # group, element, value length
-_US_ELEMENT = struct.Struct("<HHIH")
-_UL_ELEMENT = struct.Struct("<HHII")
-_US = struct.Struct("<H")
-_UL_SIZE = 4
-_AT_SIZE = 4  # group and element, two uint16
-_SHORT_BITS = 16
-_SHORT_MASK = 0xFFFF
-_PADDING = {"UI": b"\x00", "AE": b" ", "LO": b" "}
-_MAX_LENGTH = {"UI": 64, "AE": 16, "LO": 64}  # PS3.5 Table 6.2-1, checked when sending only
-_STRIPPED = "\x00 "  # trailing NUL or space padding, and insignificant spaces
-# Command sets use the default repertoire (ASCII). Latin-1 maps every byte to one character, so
-# a non-conforming value received is kept byte for byte and can be sent back unchanged (pydicom
-# also falls back to it).
-_TEXT_ENCODING = "latin-1"
-
-
-def _encode_us(tag: int, value: int) -> bytes:
-    return _US_ELEMENT.pack(_COMMAND_GROUP, tag, _US.size, value)
-
-
-def _encode_at(tag: int, value: tuple[int, ...]) -> bytes:
-    halves = [half for t in value for half in (t >> _SHORT_BITS, t & _SHORT_MASK)]
-    body = struct.pack(f"<{len(halves)}H", *halves)
-    return _HEADER.pack(_COMMAND_GROUP, tag, len(body)) + body
-
-
-def _text_encoder(padding: bytes, max_length: int) -> Callable[[int, str], bytes]:
-    def encode(tag: int, value: str) -> bytes:
-        raw = value.encode(_TEXT_ENCODING)
-        if len(raw) > max_length:
-            raise ValueError(f"longer than {max_length} characters")
-        if len(raw) % 2:
-            raw += padding
-        return _HEADER.pack(_COMMAND_GROUP, tag, len(raw)) + raw
-
-    return encode
-
-
-def _decode_us(raw: memoryview) -> int:
-    if len(raw) != _US.size:
-        raise ValueError(f"US value of {len(raw)} bytes")
-    return int(_US.unpack(raw)[0])
-
-
-def _decode_at(raw: memoryview) -> tuple[int, ...]:
-    if len(raw) % _AT_SIZE:
-        raise ValueError(f"AT value of {len(raw)} bytes")
-    halves = struct.unpack(f"<{len(raw) // _US.size}H", raw)
-    pairs = zip(halves[::2], halves[1::2])
-    return tuple((group << _SHORT_BITS) | element for group, element in pairs)
-
-
-def _decode_text(raw: memoryview) -> str:
-    return bytes(raw).decode(_TEXT_ENCODING).strip(_STRIPPED)
-
-
-def _decode_priority(raw: memoryview) -> Priority:
-    return Priority(_decode_us(raw))
-
-
-_ENCODERS: dict[str, Callable[[int, Any], bytes]] = {
-    "US": _encode_us,
-    "AT": _encode_at,
-    **{vr: _text_encoder(padding, _MAX_LENGTH[vr]) for vr, padding in _PADDING.items()},
-}
-_DECODERS: dict[str, Callable[[memoryview], Any]] = {
-    "US": _decode_us,
-    "AT": _decode_at,
-    **{vr: _decode_text for vr in _PADDING},
-}
-
-
-class FieldSpec(NamedTuple):
-    """How one dataclass field is written to and read from its command element."""
-
-    name: str
-    tag: CommandTag
-    encode: Callable[[int, Any], bytes]
-    decode: Callable[[memoryview], Any]
-
-
-FIELDS: dict[str, FieldSpec] = {
-    tag.name.lower(): FieldSpec(tag.name.lower(), tag, _ENCODERS[tag.vr], _DECODERS[tag.vr])
-    for tag in CommandTag
-    if tag is not CommandTag.COMMAND_GROUP_LENGTH
-}
-FIELDS["priority"] = FIELDS["priority"]._replace(decode=_decode_priority)
 _DATA_SET_TYPE = "command_data_set_type"  # taken from has_dataset, not from the message
 _SYNTHESISED = frozenset({"command_field", _DATA_SET_TYPE})
 _HEADER_PLAN = (FIELDS["command_field"], FIELDS[_DATA_SET_TYPE])  # decoded before the class
@@ -463,7 +328,7 @@ def encode_command(message: DimseMessage, has_dataset: bool) -> bytes:
             raise ValueError(f"{type(message).__name__}.{name}={value!r}: {exc}") from exc
     body = b"".join(parts)
     group_length = CommandTag.COMMAND_GROUP_LENGTH
-    return _UL_ELEMENT.pack(_COMMAND_GROUP, group_length, _UL_SIZE, len(body)) + body
+    return UL_ELEMENT.pack(COMMAND_GROUP, group_length, UL_SIZE, len(body)) + body
 
 
 def decode_command(data: bytes | memoryview) -> DecodedCommand | DimseError:
@@ -492,16 +357,16 @@ def _split_elements(view: memoryview) -> dict[int, memoryview] | DimseError:
     elements: dict[int, memoryview] = {}
     offset, end = 0, len(view)
     while offset < end:
-        if end - offset < _HEADER.size:
+        if end - offset < ELEMENT_HEADER.size:
             return DimseError(f"command set ends inside an element header at byte {offset}")
-        group, element, length = _HEADER.unpack_from(view, offset)
-        offset += _HEADER.size
+        group, element, length = ELEMENT_HEADER.unpack_from(view, offset)
+        offset += ELEMENT_HEADER.size
         if length > end - offset:
             return DimseError(
                 f"element ({group:04X},{element:04X}) has length {length} "
                 f"but only {end - offset} bytes remain"
             )
-        if group != _COMMAND_GROUP:
+        if group != COMMAND_GROUP:
             return DimseError(f"element ({group:04X},{element:04X}) is not a command element")
         elements[element] = view[offset : offset + length]
         offset += length
@@ -549,7 +414,7 @@ def _to_dataset(message: DimseMessage, include_synthesised: bool, has_dataset: b
         if value in ABSENT or (spec.name in _SYNTHESISED and not include_synthesised):
             continue
         encoded = spec.encode(spec.tag, value)
-        tag = Tag(_COMMAND_GROUP, spec.tag)
-        raw = encoded[_HEADER.size :]
+        tag = Tag(COMMAND_GROUP, spec.tag)
+        raw = encoded[ELEMENT_HEADER.size :]
         elements[tag] = RawDataElement(tag, spec.tag.vr, len(raw), raw, 0, True, True)
     return Dataset(elements)
