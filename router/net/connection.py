@@ -7,6 +7,10 @@ indication for the user, and the next deadline (the ARTIM timer). Two
 connections can be wired together in memory, which is how the state table is
 tested.
 
+After an invalid PDU has been answered with an A-ABORT, the bytes that follow
+are not PDUs (the framing is lost): they are discarded until the transport
+closes, instead of being answered with one more A-ABORT per read.
+
 ABORT sources: AA-1 sends a service-user abort as the standard says (source 0);
 AA-7 and AA-8 send a service-provider abort whose reason is "unexpected PDU",
 or the decoder's reason when the PDU was invalid.
@@ -22,7 +26,7 @@ from typing import Callable, Union
 from router.net.codes import AbortReason, AbortSource, RejectResult, RejectSource
 from router.net.codes import AcseRejectReason, PduType
 from router.net.errors import NetError, PduError
-from router.net.fsm import NEXT_STATE, STARTS_ARTIM, STOPS_ARTIM, Action, Event, State
+from router.net.fsm import NEXT_STATE, STARTS_ARTIM, STOPS_ARTIM, Event, State
 from router.net.fsm import action_for
 from router.net.pdu import HEADER_LENGTH, Abort, AssociateAC, AssociateRJ, AssociateRQ, Decoded, PDataTF
 from router.net.pdu import Pdu, ReleaseRP, ReleaseRQ, decode, encode, read_header
@@ -161,7 +165,7 @@ class Connection:
         self._indications: deque[Indication] = deque()
         self._pdu: Pdu | None = None  # the PDU behind the event being handled
         self._error: PduError | None = None
-        self._eof = False
+        self._framing_lost = False  # after an invalid PDU, later bytes are not PDUs
         # Optional observers, called synchronously: (old, event, action, new),
         # (pdu) received, (pdu) sent. The driver turns them into user events.
         self.on_transition: Observer | None = None
@@ -179,8 +183,9 @@ class Connection:
     def receive_data(self, data: bytes, now: float) -> None:
         """Feed bytes read from the transport; `b""` means the peer closed it."""
         if not data:
-            self._eof = True
             self._handle(Event.TRANSPORT_CLOSED, now)
+            return
+        if self._framing_lost:
             return
         self._chunks.append(data)
         self._buffered += len(data)
@@ -275,6 +280,7 @@ class Connection:
                 position = len(view)
                 self._handle(Event.INVALID_PDU, now)
                 self._error = None  # its reason is this event's only, even where it is ignored
+                self._framing_lost = self.state is State.STA13
             else:
                 break
         rest = data[position:] if position else data

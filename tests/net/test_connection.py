@@ -433,9 +433,20 @@ def test_invalid_pdu_in_sta2_gets_a_service_user_abort():
     conn.receive_data(bytes.fromhex("05 00 00000005 0000000000"), NOW)
     assert conn.state is State.STA13
     assert sent(conn) == [Abort(AbortSource.SERVICE_USER, AbortReason.NOT_SPECIFIED)]
-    # The decoder's reason is not kept for a later provider abort.
-    conn.receive_data(encode(RQ), NOW)  # Sta13 + Evt6: AA-7, "unexpected PDU"
-    assert sent(conn) == [Abort(AbortSource.SERVICE_PROVIDER, AbortReason.UNEXPECTED_PDU)]
+    # The framing is lost: what follows is discarded, not answered with more aborts.
+    conn.receive_data(encode(RQ), NOW)
+    assert conn.state is State.STA13 and sent(conn) == []
+    conn.receive_data(b"", NOW)
+    assert conn.state is State.STA1
+
+
+def test_rest_of_an_oversized_pdata_is_not_read_as_pdus():
+    """The body of a P-DATA-TF aborted on its header alone is discarded, not decoded as PDUs."""
+    conn = in_state(6, ACC)
+    conn.receive_data(bytes.fromhex("04 00 00100000") + bytes(12), NOW)  # 1 MiB announced
+    assert [type(pdu) for pdu in sent(conn)] == [Abort]
+    conn.receive_data(bytes.fromhex("01 00 00000002 0000") * 5, NOW)  # garbage that parses
+    assert conn.state is State.STA13 and conn.data_to_send() == []
 
 
 def test_ignored_garbage_does_not_leak_its_reason_into_a_later_abort():
