@@ -43,11 +43,11 @@ def _role_text(scu: bool | None, scp: bool | None) -> str:
 def _negotiation_lines(user_information, accepted: bool) -> list[str]:
     verb = "Accepted" if accepted else "Requested"
     extended = user_information.sop_class_extended
-    lines = [f"{verb} Extended Negotiation: " + ("None" if not extended else "")]
+    lines = [f"{verb} Extended Negotiation:" + (" None" if not extended else "")]
     lines += [f"  SOP Class: ={uid_name(item.sop_class_uid)}" for item in extended]
     if not accepted:
         common = user_information.sop_class_common_extended
-        lines.append("Requested Common Extended Negotiation: " + ("None" if not common else ""))
+        lines.append("Requested Common Extended Negotiation:" + (" None" if not common else ""))
         lines += [f"  SOP Class: ={uid_name(item.sop_class_uid)}" for item in common]
     window = user_information.async_ops_window
     text = "None" if window is None else f"invoked {window.maximum_invoked}, performed {window.maximum_performed}"

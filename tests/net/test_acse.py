@@ -304,7 +304,7 @@ def test_application_context_not_dicom_is_1_1_2():
 
 def test_refusal_order_limit_then_called_then_calling_then_application_context():
     request = request_for((1, VERIFICATION, (IMPLICIT,)), calling="BAD", called="WRONG", app="1.2.3")
-    options = dict(require_called_aet=True, require_calling_aet=["GOOD"], at_association_limit=True)
+    options = {"require_called_aet": True, "require_calling_aet": ["GOOD"], "at_association_limit": True}
     assert refusal(request, policy_for(**options)) == rj(2, 3, 2)
     options["at_association_limit"] = False
     assert refusal(request, policy_for(**options)) == rj(1, 1, 7)
