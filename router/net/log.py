@@ -58,21 +58,27 @@ def _negotiation_lines(user_information, accepted: bool) -> list[str]:
     return lines
 
 
-def summarize_request(request: AssociateRQ, outgoing: bool) -> list[str]:
-    """The lines describing an A-ASSOCIATE-RQ, as sent (outgoing) or received."""
+def _common_lines(pdu: AssociateRQ | AssociateAC, name: str, outgoing: bool) -> list[str]:
+    """The banner, implementation, titles and max PDU lines both PDUs start with."""
     whose = "Our" if outgoing else "Their"
-    info = request.user_information
-    roles = {item.sop_class_uid: item for item in info.role_selections}
-    lines = [
-        _banner(("OUTGOING" if outgoing else "INCOMING") + " A-ASSOCIATE-RQ PDU"),
+    info = pdu.user_information
+    return [
+        _banner(("OUTGOING" if outgoing else "INCOMING") + f" {name} PDU"),
         f"{whose} Implementation Class UID: {info.implementation_class_uid}",
         f"{whose} Implementation Version Name: {info.implementation_version_name or 'None'}",
-        f"Application Context Name: {request.application_context}",
-        f"Calling Application Name: {request.calling_ae_title}",
-        f"Called Application Name: {request.called_ae_title}",
+        f"Application Context Name: {pdu.application_context}",
+        f"Calling Application Name: {pdu.calling_ae_title}",
+        f"Called Application Name: {pdu.called_ae_title}",
         f"{whose} Max PDU Receive Size: {info.maximum_length}",
-        "Presentation Context:" if len(request.presentation_contexts) == 1 else "Presentation Contexts:",
     ]
+
+
+def summarize_request(request: AssociateRQ, outgoing: bool) -> list[str]:
+    """The lines describing an A-ASSOCIATE-RQ, as sent (outgoing) or received."""
+    info = request.user_information
+    roles = {item.sop_class_uid: item for item in info.role_selections}
+    lines = _common_lines(request, "A-ASSOCIATE-RQ", outgoing)
+    lines.append("Presentation Context:" if len(request.presentation_contexts) == 1 else "Presentation Contexts:")
     for item in request.presentation_contexts:
         role = roles.get(item.abstract_syntax)
         lines += [
@@ -89,18 +95,8 @@ def summarize_request(request: AssociateRQ, outgoing: bool) -> list[str]:
 
 def summarize_accept(accept: AssociateAC, contexts: list[PresentationContext], outgoing: bool) -> list[str]:
     """The lines describing an A-ASSOCIATE-AC with the negotiated `contexts`."""
-    whose = "Our" if outgoing else "Their"
     info = accept.user_information
-    lines = [
-        _banner(("OUTGOING" if outgoing else "INCOMING") + " A-ASSOCIATE-AC PDU"),
-        f"{whose} Implementation Class UID: {info.implementation_class_uid}",
-        f"{whose} Implementation Version Name: {info.implementation_version_name or 'None'}",
-        f"Application Context Name: {accept.application_context}",
-        f"Calling Application Name: {accept.calling_ae_title}",
-        f"Called Application Name: {accept.called_ae_title}",
-        f"{whose} Max PDU Receive Size: {info.maximum_length}",
-        "Presentation Contexts:",
-    ]
+    lines = _common_lines(accept, "A-ASSOCIATE-AC", outgoing) + ["Presentation Contexts:"]
     for context in contexts:
         lines += [
             f"  Context ID:        {context.context_id} ({context.status})",
