@@ -9,6 +9,7 @@ and the extended negotiation.
 from __future__ import annotations
 
 import logging
+from typing import Any, Callable
 
 from router.net.codes import RejectResult, RejectSource, reject_reason_text
 from router.net.pdu import AssociateAC, AssociateRJ, AssociateRQ
@@ -123,8 +124,11 @@ def reject_text(reject: AssociateRJ) -> str:
     return f"Result: {result}, Source: {source}, Reason: {reject_reason_text(reject.source, reject.reason)}"
 
 
-def log_lines(level: int, lines: list[str]) -> None:
-    """Log each line separately so every one carries its level prefix."""
+def log_lines(level: int, describe: Callable[..., list[str]], *args: Any, **kwargs: Any) -> None:
+    """Log the lines `describe(*args, **kwargs)` makes, each with its level prefix.
+
+    The description is only built when the level is enabled.
+    """
     if LOGGER.isEnabledFor(level):
-        for line in lines:
+        for line in describe(*args, **kwargs):
             LOGGER.log(level, line)

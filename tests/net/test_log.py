@@ -75,11 +75,13 @@ def test_debug_logger_twice_does_not_duplicate_lines(capsys, restore_logger):
 
 def test_log_lines_logs_each_line_with_its_prefix(capsys, restore_logger):
     debug_logger()
-    log_lines(logging.DEBUG, ["first", "second"])
+    log_lines(logging.DEBUG, lambda *words: list(words), "first", "second")
     assert output_lines(capsys) == ["D: first", "D: second"]
     LOGGER.setLevel(logging.INFO)
-    log_lines(logging.DEBUG, ["hidden"])
+    built = []
+    log_lines(logging.DEBUG, lambda: built.append("built") or ["hidden"])
     assert output_lines(capsys) == []
+    assert built == []  # a description for a disabled level is never built
 
 
 @pytest.fixture
