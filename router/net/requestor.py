@@ -59,7 +59,7 @@ class RequestorAssociation(Association):
         self.requestor.address, self.requestor.port = sock.getsockname()[:2]
         self.notify(evt.EVT_CONN_OPEN, address=address)
         LOGGER.debug("Request Parameters:")
-        log_lines(logging.DEBUG, summarize_request(request, outgoing=True))
+        log_lines(logging.DEBUG, summarize_request, request, outgoing=True)
         connection.transport_connected(Link.now())
         self.link.flush()  # type: ignore[union-attr]
         decided = self.run_until(lambda: self.is_established or self.is_rejected or self.is_aborted, self.acse_timeout)
@@ -88,7 +88,7 @@ class RequestorAssociation(Association):
         self.accepted_contexts = [c for c in contexts if c.accepted]
         self.rejected_contexts = [c for c in contexts if not c.accepted]
         LOGGER.debug("Accept Parameters:")
-        log_lines(logging.DEBUG, summarize_accept(accept, contexts, outgoing=False))
+        log_lines(logging.DEBUG, summarize_accept, accept, contexts, outgoing=False)
         if not self.accepted_contexts:
             LOGGER.error("No Acceptable Presentation Contexts")
             self.abort()
