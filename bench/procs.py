@@ -11,10 +11,11 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 LOOPBACK = "127.0.0.1"
 TCP_LISTEN = "0A"
@@ -38,7 +39,7 @@ class ClosedPort:
     def close(self) -> None:
         self._sock.close()
 
-    def __enter__(self) -> "ClosedPort":
+    def __enter__(self) -> ClosedPort:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -74,6 +75,7 @@ class Peers:
 
     def __init__(self) -> None:
         self._procs: list[tuple[subprocess.Popen, Path]] = []
+        self._deferred: list = []
         self._dir = tempfile.TemporaryDirectory(prefix="bench-")
         self.workdir = Path(self._dir.name)
 
@@ -118,16 +120,26 @@ class Peers:
             except ProcessLookupError:
                 pass
 
+    def defer(self, cleanup) -> None:
+        """Call `cleanup()` on close, after the processes have ended."""
+        self._deferred.append(cleanup)
+
     def close(self) -> None:
         for proc, _ in self._procs:
             try:
                 self.stop(proc)
-            except Exception:  # keep ending the others
-                pass
+            except (OSError, subprocess.SubprocessError) as exc:  # keep ending the others
+                print(f"could not end pid {proc.pid}: {exc}", file=sys.stderr)
         self._procs.clear()
+        for cleanup in self._deferred:
+            try:
+                cleanup()
+            except OSError as exc:
+                print(f"cleanup failed: {exc}", file=sys.stderr)
+        self._deferred.clear()
         self._dir.cleanup()
 
-    def __enter__(self) -> "Peers":
+    def __enter__(self) -> Peers:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -138,7 +150,7 @@ def timed_run(argv: Sequence[str], env: Mapping[str, str] | None = None, timeout
               check: bool = True) -> float:
     """Wall time of one short process, from spawn to reaped (killed if it overruns `timeout`)."""
     start = time.perf_counter()
-    result = subprocess.run(list(argv), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+    result = subprocess.run(list(argv), check=False, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
                             env=None if env is None else {**os.environ, **env}, timeout=timeout)
     elapsed = time.perf_counter() - start
     if check and result.returncode != 0:

@@ -62,7 +62,8 @@ def scu(argv: list[str]) -> int:
     parser.add_argument("--nodelay", action="store_true")
     args = parser.parse_args(argv)
 
-    logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)
+    logging.basicConfig(level=logging.WARNING, format="pynetdicom SCU %(levelname)s: %(message)s")
+    logging.getLogger("pynetdicom").setLevel(logging.WARNING)
     if args.nodelay:
         force_nodelay()
     from pynetdicom import AE
@@ -70,33 +71,31 @@ def scu(argv: list[str]) -> int:
     ae = AE(ae_title="BENCHSCU")
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 10
     ae.add_requested_context(VERIFICATION)
-    result = {"echo": [], "assoc": [], "echo_failures": 0, "assoc_failures": 0}
+    result = {"echo": [], "assoc": [], "echo_failures": 0, "assoc_failures": 0, "repeated_runs": 0, "errors": []}
 
-    for _ in range(args.runs):
+    def echo_run() -> float:
         assoc = ae.associate(args.host, args.port)
         if not assoc.is_established:
-            raise SystemExit("pynetdicom SCU: association for the round-trip run was not established")
-        for _ in range(args.warmup):
-            assoc.send_c_echo()
-        failures = 0
-        start = time.perf_counter()
-        for _ in range(args.echoes):
-            if not _ok(assoc.send_c_echo()):
-                failures += 1
-        elapsed = time.perf_counter() - start
-        assoc.release()
-        result["echo"].append(args.echoes / elapsed)
+            raise RuntimeError("the association for the round-trip run was not established")
+        try:
+            for _ in range(args.warmup):
+                assoc.send_c_echo()
+            failures = 0
+            start = time.perf_counter()
+            for _ in range(args.echoes):
+                if not _ok(assoc.send_c_echo()):
+                    failures += 1
+            elapsed = time.perf_counter() - start
+        finally:
+            if assoc.is_established:
+                assoc.release()
         result["echo_failures"] += failures
+        return args.echoes / elapsed
 
-    for _ in range(min(args.warmup, 5)):
-        assoc = ae.associate(args.host, args.port)
-        if assoc.is_established:
-            assoc.send_c_echo()
-            assoc.release()
-    for _ in range(args.runs):
+    def assoc_run(count: int) -> float:
         failures = 0
         start = time.perf_counter()
-        for _ in range(args.assocs):
+        for _ in range(count):
             assoc = ae.associate(args.host, args.port)
             if assoc.is_established:
                 if not _ok(assoc.send_c_echo()):
@@ -105,8 +104,26 @@ def scu(argv: list[str]) -> int:
             else:
                 failures += 1
         elapsed = time.perf_counter() - start
-        result["assoc"].append(args.assocs / elapsed)
         result["assoc_failures"] += failures
+        return count / elapsed
+
+    def repeated(run, *run_args) -> float:
+        """A run whose association is lost midway (a peer fault) is repeated, at most twice, and counted."""
+        for attempt in range(3):
+            try:
+                return run(*run_args)
+            except RuntimeError as exc:
+                result["errors"].append(str(exc))
+                if attempt == 2:
+                    raise
+                result["repeated_runs"] += 1
+        raise AssertionError("unreachable")
+
+    for _ in range(args.runs):
+        result["echo"].append(repeated(echo_run))
+    repeated(assoc_run, min(args.warmup, 5))
+    for _ in range(args.runs):
+        result["assoc"].append(repeated(assoc_run, args.assocs))
 
     print(json.dumps(result), flush=True)
     return 0
