@@ -3,7 +3,7 @@
 Interop tests run real peers (DCMTK, pynetdicom, our own apps) as separate
 processes on 127.0.0.1. A `Peer` is started on a free port, waited for until
 its port is listening (bounded), and ended by its pid at teardown, whatever
-the test's outcome. Tests marked `dcmtk` (or `pynetdicom`, `openssl`) skip
+the test's outcome. Tests marked `dcmtk` (or `pynetdicom`) skip
 when the tool is missing on a developer's machine, but fail under CI
 (CI=true), where a missing peer must never pass as a green run.
 """
@@ -37,7 +37,6 @@ TCP_LISTEN = "0A"  # st column of /proc/net/tcp
 #: The external tools each marker needs.
 REQUIRED_TOOLS = {
     "dcmtk": ("echoscu", "storescp"),
-    "openssl": ("openssl",),
 }
 
 
@@ -60,7 +59,6 @@ def pynetdicom_missing() -> bool:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "dcmtk: needs DCMTK's command-line tools (skip locally, fail under CI)")
     config.addinivalue_line("markers", "pynetdicom: needs pynetdicom as a peer process (skip locally, fail under CI)")
-    config.addinivalue_line("markers", "openssl: needs the openssl command (skip locally, fail under CI)")
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
@@ -95,18 +93,21 @@ def free_port() -> int:
 
 def is_listening(port: int) -> bool:
     """True if a socket listens on `port`; reads /proc (no connection the peer would log)."""
-    table = Path("/proc/net/tcp")
-    if not table.exists():
+    tables = [Path("/proc/net/tcp"), Path("/proc/net/tcp6")]
+    if not tables[0].exists():
         try:
             with socket.create_connection((LOOPBACK, port), timeout=0.5):
                 return True
         except OSError:
             return False
     suffix = f":{port:04X}"
-    for line in table.read_text().splitlines()[1:]:
-        fields = line.split()
-        if len(fields) > 3 and fields[1].endswith(suffix) and fields[3] == TCP_LISTEN:
-            return True
+    for table in tables:
+        if not table.exists():
+            continue
+        for line in table.read_text().splitlines()[1:]:
+            fields = line.split()
+            if len(fields) > 3 and fields[1].endswith(suffix) and fields[3] == TCP_LISTEN:
+                return True
     return False
 
 

@@ -48,6 +48,7 @@ class AcceptorAssociation(Association):
     def __init__(self, server: "AssociationServer", sock: socket.socket, address: tuple[str, int]) -> None:
         super().__init__(server.ae, Role.ACCEPTOR, evt.HandlerRegistry(server.handlers.specs()))
         self.server = server
+        self.admitted = False  # holds one of the AE's association slots (see server.at_limit)
         self.requestor.address, self.requestor.port = address[:2]
         self.acceptor.ae_title = server.ae_title
         self.acceptor.address, self.acceptor.port = sock.getsockname()[:2]
@@ -94,7 +95,7 @@ class AcceptorAssociation(Association):
         self.requestor.user_identity = info.user_identity
         LOGGER.info("Association Received")
         LOGGER.debug("Request Parameters:")
-        log_lines(logging.DEBUG, summarize_request(request, outgoing=False))
+        log_lines(logging.DEBUG, summarize_request, request, outgoing=False)
         self.notify(evt.EVT_REQUESTED)
         reply_items, identity_ok = self._extended_negotiation(request)
         policy = AcceptorPolicy(
@@ -117,6 +118,7 @@ class AcceptorAssociation(Association):
 
     def _reject(self, reply: AssociateRJ) -> None:
         assert self.link is not None
+        self.admitted = False  # a rejected request holds no slot while its connection closes
         LOGGER.info("Association Rejected")
         LOGGER.info(reject_text(reply))
         self.link.connection.reject(reply, self.link.now())
@@ -130,7 +132,7 @@ class AcceptorAssociation(Association):
         self.accepted_contexts = [c for c in contexts if c.accepted]
         self.rejected_contexts = [c for c in contexts if not c.accepted]
         LOGGER.debug("Accept Parameters:")
-        log_lines(logging.DEBUG, summarize_accept(reply, contexts, outgoing=True))
+        log_lines(logging.DEBUG, summarize_accept, reply, contexts, outgoing=True)
         self.link.connection.accept(reply, self.link.now())
         self.link.flush()
         LOGGER.info("Association Accepted")

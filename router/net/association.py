@@ -21,7 +21,7 @@ from router.net.codes import AbortSource
 from router.net.connection import Aborted, AssociationAccepted, AssociationRejected
 from router.net.connection import AssociationRequested, Closed, DataReceived, Indication
 from router.net.connection import ReleaseConfirmed, ReleaseRequested, Role
-from router.net.dimse import AssembledMessage, MessageAssembler, fragment
+from router.net.dimse import AssembledMessage, MessageAssembler, encode_single_pdu, fragment
 from router.net.dimse_messages import encode_command
 from router.net.driver import Link
 from router.net.errors import DimseError
@@ -189,9 +189,15 @@ class Association:
         """Encode, fragment to the peer's max PDU, and send one DIMSE message."""
         assert self.link is not None
         command = encode_command(message, dataset is not None)
-        connection, now = self.link.connection, self.link.now()
-        for pdu in fragment(context_id, command, dataset, self.peer.maximum_length or 0):
-            connection.send_data(pdu, now)
+        connection, now, peer_max = self.link.connection, self.link.now(), self.peer.maximum_length or 0
+        single = None
+        if dataset is None and not self.handlers.is_bound(evt.EVT_PDU_SENT):
+            single = encode_single_pdu(context_id, command, peer_max)
+        if single is not None:
+            connection.send_raw_data(single, now)
+        else:
+            for pdu in fragment(context_id, command, dataset, peer_max):
+                connection.send_data(pdu, now)
         self.link.flush()
         self.notify(evt.EVT_DIMSE_SENT, message=message, context_id=context_id)
 

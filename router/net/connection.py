@@ -24,9 +24,9 @@ from enum import Enum
 from typing import Callable, Union
 
 from router.net.codes import AbortReason, AbortSource, RejectResult, RejectSource
-from router.net.codes import AcseRejectReason, PduType
+from router.net.codes import AcseRejectReason
 from router.net.errors import NetError, PduError
-from router.net.fsm import NEXT_STATE, STARTS_ARTIM, STOPS_ARTIM, Event, State
+from router.net.fsm import STEPS, Event, State
 from router.net.fsm import action_for
 from router.net.pdu import HEADER_LENGTH, Abort, AssociateAC, AssociateRJ, AssociateRQ, Decoded, PDataTF
 from router.net.pdu import Pdu, ReleaseRP, ReleaseRQ, decode, encode, read_header
@@ -113,24 +113,17 @@ Indication = Union[
     Closed,
 ]
 
-_PDU_EVENTS: dict[int, Event] = {
-    PduType.ASSOCIATE_RQ: Event.RQ_RECEIVED,
-    PduType.ASSOCIATE_AC: Event.AC_RECEIVED,
-    PduType.ASSOCIATE_RJ: Event.RJ_RECEIVED,
-    PduType.P_DATA_TF: Event.DATA_RECEIVED,
-    PduType.RELEASE_RQ: Event.RELEASE_RQ_RECEIVED,
-    PduType.RELEASE_RP: Event.RELEASE_RP_RECEIVED,
-    PduType.ABORT: Event.ABORT_RECEIVED,
-}
-_PDU_TYPES: dict[type, PduType] = {
-    AssociateRQ: PduType.ASSOCIATE_RQ,
-    AssociateAC: PduType.ASSOCIATE_AC,
-    AssociateRJ: PduType.ASSOCIATE_RJ,
-    PDataTF: PduType.P_DATA_TF,
-    ReleaseRQ: PduType.RELEASE_RQ,
-    ReleaseRP: PduType.RELEASE_RP,
-    Abort: PduType.ABORT,
-}
+# The event each received PDU type raises, indexed by the PDU type's number.
+_PDU_EVENTS: tuple[Event | None, ...] = (
+    None,
+    Event.RQ_RECEIVED,  # 0x01 A-ASSOCIATE-RQ
+    Event.AC_RECEIVED,  # 0x02 A-ASSOCIATE-AC
+    Event.RJ_RECEIVED,  # 0x03 A-ASSOCIATE-RJ
+    Event.DATA_RECEIVED,  # 0x04 P-DATA-TF
+    Event.RELEASE_RQ_RECEIVED,  # 0x05 A-RELEASE-RQ
+    Event.RELEASE_RP_RECEIVED,  # 0x06 A-RELEASE-RP
+    Event.ABORT_RECEIVED,  # 0x07 A-ABORT
+)
 
 Observer = Callable[..., None]
 
@@ -292,24 +285,22 @@ class Connection:
         if self.on_pdu_received is not None:
             self.on_pdu_received(pdu)
         self._pdu = pdu
-        self._handle(_PDU_EVENTS[_PDU_TYPES[type(pdu)]], now)
+        self._handle(_PDU_EVENTS[pdu.pdu_type], now)
 
     def _handle(self, event: Event, now: float) -> None:
         old = self.state
-        action = action_for(event, old)
-        if action is None:
+        step = STEPS[event][old]
+        if step is None:
             return  # a network event that cannot occur in this state
-        if action in STOPS_ARTIM:
+        if step.stops_artim:
             self.artim_deadline = None
-        new = getattr(self, "_" + action.name.lower())(now)
-        if new is None:
-            new = NEXT_STATE[action]
-        if action in STARTS_ARTIM:
+        new = getattr(self, step.method)(now) or step.next_state
+        if step.starts_artim:
             self.artim_deadline = now + self.artim_timeout
         self.state = new
         self._pdu = None
         if self.on_transition is not None:
-            self.on_transition(old, event, action, new)
+            self.on_transition(old, event, step.action, new)
         if new is State.STA1 and old is not State.STA1:
             self._indications.append(Closed())
 

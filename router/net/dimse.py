@@ -25,7 +25,7 @@ from typing import Any, Protocol
 from router.net.codes import PDV_HEADER_LENGTH
 from router.net.dimse_messages import DimseMessage, decode_command
 from router.net.errors import DimseError
-from router.net.pdu import PDV, PDataTF
+from router.net.pdu import PDV, PDataTF, pdata_header, pdv_header
 
 __all__ = [
     "DEFAULT_PDU_LENGTH",
@@ -71,6 +71,18 @@ def fragment(
     if dataset is not None:
         parts.append((False, _byte_view(dataset, "data set")))
     return _Packer(limit).pack(context_id, parts)  # arguments checked now, PDUs made lazily
+
+
+def encode_single_pdu(context_id: int, command: bytes, max_pdu_length: int) -> bytes | None:
+    """A message without a data set as one encoded P-DATA-TF, or None if it needs more PDUs.
+
+    The fast path for the small messages (C-ECHO, responses) that make up most
+    round trips: no PDV or PDU objects, one bytes object ready to send.
+    """
+    length = PDV_HEADER_LENGTH + len(command)
+    if max_pdu_length and length > max_pdu_length or len(command) % 2:
+        return None
+    return pdata_header(length) + pdv_header(context_id, True, True, len(command)) + command
 
 
 def _byte_view(payload: bytes | memoryview, what: str) -> memoryview:

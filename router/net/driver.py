@@ -10,12 +10,17 @@ from __future__ import annotations
 
 import socket
 import ssl
+import struct
 import time
 from typing import Iterator
 
 from router.net.connection import Connection, Indication
 
 READ_SIZE = 1 << 20
+SEND_TIMEOUT = 60.0  # a peer that stops reading for this long is treated as gone
+EARLY_WAKE = 0.9  # arm the kernel timeout a little short so later, shorter waits reuse it
+MICROSECONDS = 1_000_000
+_TIMEVAL = struct.Struct("@ll")
 
 
 def tune_socket(sock: socket.socket) -> None:
@@ -45,11 +50,30 @@ def open_connection(
     return sock
 
 
+def _timeval(seconds: float) -> bytes:
+    whole = int(seconds)
+    return _TIMEVAL.pack(whole, max(int((seconds - whole) * MICROSECONDS), 1 if not whole else 0))
+
+
 class Link:
-    """One socket plus its Connection; reads and writes on the caller's thread."""
+    """One socket plus its Connection; reads and writes on the caller's thread.
+
+    A plain TCP socket stays in blocking mode and read timeouts are the
+    kernel's (SO_RCVTIMEO): Python's own socket timeouts cost a poll() before
+    every recv and fcntl() calls on every change. The kernel timeout is only
+    re-armed when it would wake us after the deadline; waking early is
+    harmless, the read loop simply goes round again. TLS sockets keep
+    Python's timeouts.
+    """
 
     def __init__(self, sock: socket.socket, connection: Connection) -> None:
         self.sock = sock
+        self._kernel_timeouts = not isinstance(sock, ssl.SSLSocket)
+        self._armed: float | None = None  # the SO_RCVTIMEO in force; None = wait forever
+        self._buffer = memoryview(bytearray(READ_SIZE))  # reused: no allocation per read
+        if self._kernel_timeouts:
+            sock.settimeout(None)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(SEND_TIMEOUT))
         self.connection = connection
         self.closed = False
         self.interrupted = False
@@ -96,6 +120,20 @@ class Link:
         except OSError:
             pass
 
+    def _arm(self, timeout: float | None) -> None:
+        """Make the next recv return by `timeout` (None: wait for data however long)."""
+        if not self._kernel_timeouts:
+            self.sock.settimeout(timeout)
+            return
+        if timeout is None:
+            if self._armed is not None:
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(0))  # 0 = forever
+                self._armed = None
+            return
+        if self._armed is None or self._armed > timeout:
+            self._armed = timeout * EARLY_WAKE
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(self._armed))
+
     def indications(self) -> Iterator[Indication]:
         """Take every indication the connection has ready."""
         while True:
@@ -133,10 +171,11 @@ class Link:
         if self.closed:
             return b""
         try:
-            self.sock.settimeout(timeout)
-            data = self.sock.recv(READ_SIZE)
-        except (socket.timeout, ssl.SSLWantReadError):
-            return None
+            self._arm(timeout)
+            size = self.sock.recv_into(self._buffer)
+            data = self._buffer[:size].tobytes() if size else b""
+        except (socket.timeout, BlockingIOError, ssl.SSLWantReadError):
+            return None  # the timeout passed (or the kernel woke us early: the caller loops)
         except OSError:
             return b""
         self.bytes_received += len(data)

@@ -17,9 +17,13 @@ from typing import Any, Callable, Iterable, Sequence
 LOGGER = logging.getLogger("router.net")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class EventType:
-    """One kind of event; `is_intervention` says whether its single handler answers it."""
+    """One kind of event; `is_intervention` says whether its single handler answers it.
+
+    Each event type is a single instance compared by identity, which also makes
+    it cheap to hash: the registry looks events up on every message.
+    """
 
     name: str
     description: str

@@ -188,3 +188,30 @@ STOPS_ARTIM = frozenset({Action.AE_6, Action.AR_5, Action.AA_2, Action.AA_5})
 def action_for(event: Event, state: State) -> Action | None:
     """The action the table names for `event` in `state`, or None if the cell is empty."""
     return TRANSITIONS.get((event, state))
+
+
+class Step:
+    """One non-empty cell, precomputed for the hot path: what to run and where it leads.
+
+    `method` names the Connection method that performs the action; `next_state` is
+    None where the action decides it (AE-6, AR-8).
+    """
+
+    __slots__ = ("action", "method", "next_state", "starts_artim", "stops_artim")
+
+    def __init__(self, action: Action) -> None:
+        self.action = action
+        self.method = "_" + action.name.lower()
+        self.next_state = NEXT_STATE[action]
+        self.starts_artim = action in STARTS_ARTIM
+        self.stops_artim = action in STOPS_ARTIM
+
+
+_STEP_OF_ACTION = {action: Step(action) for action in Action}
+
+# STEPS[event][state]: the table indexed by the events' and states' numbers
+# (index 0 unused), so a lookup hashes nothing.
+STEPS: list[list[Step | None]] = [[None] * (len(State) + 1) for _ in range(len(Event) + 1)]
+for (_event, _state), _action in TRANSITIONS.items():
+    STEPS[_event][_state] = _STEP_OF_ACTION[_action]
+del _event, _state, _action

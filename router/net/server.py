@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 LOGGER = logging.getLogger("router.net")
 LISTEN_BACKLOG = 128
 JOIN_TIMEOUT = 5.0
+_ADMISSION_LOCK = threading.Lock()  # every server's admissions, one at a time (see `at_limit`)
 
 
 class AssociationServer:
@@ -47,6 +48,7 @@ class AssociationServer:
         self.handlers = evt.HandlerRegistry(handlers)
         self.ssl_context = ssl_context
         self._associations: list[AcceptorAssociation] = []
+        self._handshaking: set[ssl.SSLSocket] = set()  # connections in their TLS handshake
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -65,9 +67,21 @@ class AssociationServer:
             return list(self._associations)
 
     def at_limit(self, candidate: AcceptorAssociation) -> bool:
-        """True if serving `candidate` would exceed the AE's maximum number of associations."""
-        others = [a for a in self.ae.active_associations if a is not candidate and a.is_acceptor]
-        return len(others) >= self.ae.maximum_associations
+        """True if serving `candidate` would exceed the AE's maximum number of associations.
+
+        Only admitted associations whose connection is open hold a slot: a connection
+        that has not sent its A-ASSOCIATE-RQ yet, or whose peer has already left, does
+        not. Checking and admitting are one step, so two requests never share one slot.
+        """
+        with _ADMISSION_LOCK:
+            others = [
+                a for a in self.ae.active_associations
+                if a is not candidate and a.is_acceptor and a.admitted and a.is_alive
+            ]
+            if len(others) >= self.ae.maximum_associations:
+                return True
+            candidate.admitted = True
+            return False
 
     # ---- handlers ---------------------------------------------------------
     def bind(self, event: evt.EventType, handler: Callable, args: list | None = None) -> None:
@@ -108,21 +122,53 @@ class AssociationServer:
             return
         try:
             tune_socket(sock)
-            if self.ssl_context is not None:
-                sock.settimeout(self.ae.acse_timeout)
-                sock = self.ssl_context.wrap_socket(sock, server_side=True)
-        except (OSError, ssl.SSLError) as exc:
-            LOGGER.error(f"TLS handshake with {address[0]}:{address[1]} failed: {exc}")
+        except OSError:
             sock.close()
             return
-        assoc = AcceptorAssociation(self, sock, address)
-        thread = threading.Thread(target=self._serve, args=(assoc,), name=f"assoc-{address[0]}:{address[1]}", daemon=True)
+        # The TLS handshake runs on the connection's own thread: a client that
+        # never completes it must not hold up the accept loop.
+        thread = threading.Thread(target=self._serve, args=(sock, address), name=f"assoc-{address[0]}:{address[1]}", daemon=True)
         with self._lock:
-            self._associations.append(assoc)
             self._threads = [t for t in self._threads if t.is_alive()] + [thread]
         thread.start()
 
-    def _serve(self, assoc: AcceptorAssociation) -> None:
+    def _handshake(self, sock: socket.socket, address: tuple[str, int]) -> ssl.SSLSocket | None:
+        """Wrap `sock` in TLS within the ACSE timeout; None (socket closed) if that fails."""
+        assert self.ssl_context is not None
+        try:
+            sock.settimeout(self.ae.acse_timeout)
+            tls = self.ssl_context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        except (OSError, ssl.SSLError) as exc:
+            LOGGER.error(f"TLS setup with {address[0]}:{address[1]} failed: {exc}")
+            sock.close()
+            return None
+        with self._lock:
+            self._handshaking.add(tls)
+        try:
+            if self._stopping.is_set():
+                raise ConnectionAbortedError("the server is shutting down")
+            tls.do_handshake()
+            return tls
+        except (OSError, ssl.SSLError) as exc:
+            if not self._stopping.is_set():
+                LOGGER.error(f"TLS handshake with {address[0]}:{address[1]} failed: {exc}")
+            tls.close()
+            return None
+        finally:
+            with self._lock:
+                self._handshaking.discard(tls)
+
+    def _serve(self, sock: socket.socket, address: tuple[str, int]) -> None:
+        if self.ssl_context is not None:
+            sock = self._handshake(sock, address)
+            if sock is None:
+                return
+        assoc = AcceptorAssociation(self, sock, address)
+        with self._lock:
+            if self._stopping.is_set():
+                sock.close()
+                return
+            self._associations.append(assoc)
         try:
             assoc.serve()
         finally:
@@ -147,6 +193,12 @@ class AssociationServer:
                 assoc.link.interrupt()
         with self._lock:
             threads = list(self._threads)
+            handshaking = list(self._handshaking)
+        for tls in handshaking:
+            try:  # the plain socket's shutdown: it wakes the handshake's blocking read at once
+                socket.socket.shutdown(tls, socket.SHUT_RDWR)
+            except OSError:
+                pass
         for thread in threads:
             if thread is not threading.current_thread():
                 thread.join(JOIN_TIMEOUT)

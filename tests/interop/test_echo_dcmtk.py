@@ -122,13 +122,6 @@ def test_our_echoscu_app_to_dcmtk_storescp(peers, client):
     assert scp.output().count("Received Echo Request") == 3
 
 
-def test_our_echoscu_app_fails_without_a_peer(client, free_port):
-    result = client(our_app("echoscu", LOOPBACK, str(free_port)))
-
-    assert result.returncode == 1
-    assert "Connection refused" in result.output
-
-
 def test_our_ae_to_dcmtk_storescp(peers):
     scp = dcmtk_storescp(peers)
     ae = verification_ae("OURSCU")
