@@ -28,6 +28,7 @@ from router.net.errors import DimseError
 from router.net.fsm import State
 from router.net.pdu import PDataTF
 from router.net.presentation import PresentationContext, uid_name
+from router.net.services import serve_request, verification
 
 if TYPE_CHECKING:
     from router.net.ae import AE
@@ -64,7 +65,7 @@ class Association:
         self.is_rejected = False
         self.is_aborted = False
         self.is_released = False
-        self.accepted_contexts: list[PresentationContext] = []
+        self._contexts_by_id: dict[int, PresentationContext] = {}
         self.rejected_contexts: list[PresentationContext] = []
         self.acse_timeout = ae.acse_timeout
         self.dimse_timeout = ae.dimse_timeout
@@ -100,6 +101,19 @@ class Association:
             return  # EVT_PDU_RECV for P-DATA fires from _receive_pdata
         self.notify(evt.EVT_PDU_RECV, pdu=pdu)
         self.notify(evt.EVT_ACSE_RECV, primitive=pdu)
+
+    @property
+    def accepted_contexts(self) -> list[PresentationContext]:
+        """The negotiated contexts the acceptor accepted, in context ID order."""
+        return list(self._contexts_by_id.values())
+
+    @accepted_contexts.setter
+    def accepted_contexts(self, contexts: list[PresentationContext]) -> None:
+        self._contexts_by_id = {context.context_id: context for context in contexts}  # type: ignore[misc]
+
+    def accepted_context(self, context_id: int) -> PresentationContext | None:
+        """The accepted context with this ID, or None."""
+        return self._contexts_by_id.get(context_id)
 
     # ---- handlers ---------------------------------------------------------
     def bind(self, event: evt.EventType, handler: Callable, args: list | None = None) -> None:
@@ -220,8 +234,6 @@ class Association:
 
     def send_c_echo(self, msg_id: int | None = None) -> Dataset:
         """Send a C-ECHO-RQ; return the response's status Dataset, empty if none came."""
-        from router.net.services import verification
-
         return verification.send_c_echo(self, msg_id)
 
     # ---- the loop ---------------------------------------------------------
@@ -274,7 +286,7 @@ class Association:
                 self._receive_message(result)
 
     def _receive_message(self, assembled: AssembledMessage) -> None:
-        if not any(c.context_id == assembled.context_id for c in self.accepted_contexts):
+        if assembled.context_id not in self._contexts_by_id:
             LOGGER.error(f"DIMSE message on presentation context {assembled.context_id}, which was not accepted")
             self.abort()
             return
@@ -283,8 +295,6 @@ class Association:
         if message.is_response:
             self._responses.append(assembled)
             return
-        from router.net.services import serve_request
-
         serve_request(self, assembled)
 
     def _peer_release(self, collision: bool) -> None:

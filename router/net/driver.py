@@ -151,8 +151,9 @@ class Link:
         """
         while not self.interrupted:
             now = self.now()
-            timer = self.connection.next_deadline()
-            wake = min((t for t in (timer, deadline) if t is not None), default=None)
+            wake = self.connection.next_deadline()
+            if wake is None or deadline is not None and deadline < wake:
+                wake = deadline
             if wake is not None and wake <= now:
                 self.connection.tick(now)
                 self.flush()

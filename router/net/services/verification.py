@@ -50,7 +50,7 @@ def serve_c_echo(assoc: "Association", request: AssembledMessage) -> None:
     """Answer a C-ECHO-RQ with the status EVT_C_ECHO's handler returns (default Success)."""
     message = request.message
     LOGGER.info(f"Received Echo Request (MsgID {message.message_id})")
-    context = next(c for c in assoc.accepted_contexts if c.context_id == request.context_id)
+    context = assoc.accepted_context(request.context_id)
     try:
         answer = assoc.handlers.intervene(assoc, evt.EVT_C_ECHO, _default_echo, request=message, context=context)
         status = _status_of(answer)
