@@ -25,13 +25,14 @@ def send_c_echo(assoc: "Association", msg_id: int | None = None) -> Dataset:
     assoc.require_established()
     context = assoc.find_context(VERIFICATION_SOP_CLASS)
     message_id = assoc.next_message_id() if msg_id is None else msg_id
-    LOGGER.info(f"Sending Echo Request: MsgID {message_id}")
+    LOGGER.info("Sending Echo Request: MsgID %d", message_id)
     assoc.send_message(context.context_id, CEchoRQ(message_id, VERIFICATION_SOP_CLASS))
     response = assoc.receive_response(message_id, assoc.dimse_timeout)
     if response is None:
         return Dataset()
     status = response.message.status
-    LOGGER.info(f"Received Echo Response (Status: {describe(status)})")
+    if LOGGER.isEnabledFor(logging.INFO):
+        LOGGER.info("Received Echo Response (Status: %s)", describe(status))
     return status_dataset(response.message)
 
 
@@ -49,7 +50,7 @@ def _status_of(answer: object) -> int:
 def serve_c_echo(assoc: "Association", request: AssembledMessage) -> None:
     """Answer a C-ECHO-RQ with the status EVT_C_ECHO's handler returns (default Success)."""
     message = request.message
-    LOGGER.info(f"Received Echo Request (MsgID {message.message_id})")
+    LOGGER.info("Received Echo Request (MsgID %d)", message.message_id)
     context = assoc.accepted_context(request.context_id)
     try:
         answer = assoc.handlers.intervene(assoc, evt.EVT_C_ECHO, _default_echo, request=message, context=context)
