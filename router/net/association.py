@@ -72,7 +72,8 @@ class Association:
         self.network_timeout = ae.network_timeout
         self.reject_reason = None
         self._message_id = 0
-        self._responses: deque[AssembledMessage] = deque()
+        # Responses not yet taken, by the message ID they answer (C-FIND sends several).
+        self._responses: dict[int, deque[AssembledMessage]] = {}
         self._assembler = MessageAssembler()
         self._close_notified = False
 
@@ -184,7 +185,7 @@ class Association:
     # ---- DIMSE ------------------------------------------------------------
     def find_context(self, abstract_syntax: str, as_scu: bool = True, transfer_syntax: str | None = None):
         """The accepted context for `abstract_syntax` in the role we need, else ValueError."""
-        for context in self.accepted_contexts:
+        for context in self._contexts_by_id.values():
             if context.abstract_syntax != abstract_syntax:
                 continue
             if (context.as_scu if as_scu else context.as_scp) and transfer_syntax in (None, context.transfer_syntax[0]):
@@ -218,19 +219,17 @@ class Association:
     def receive_response(self, message_id: int, timeout: float | None) -> AssembledMessage | None:
         """Wait for the response to `message_id`; None on timeout (then abort) or loss of the association."""
 
-        def answered() -> bool:
-            return any(r.message.message_id_being_responded_to == message_id for r in self._responses)
-
-        if not self.run_until(answered, timeout):
+        responses = self._responses
+        if not self.run_until(lambda: message_id in responses, timeout):
             if self.is_established:
                 LOGGER.error("DIMSE timeout: no response from the peer, aborting")
                 self.abort()
             return None
-        for response in self._responses:
-            if response.message.message_id_being_responded_to == message_id:
-                self._responses.remove(response)
-                return response
-        return None
+        waiting = responses[message_id]
+        response = waiting.popleft()
+        if not waiting:
+            del responses[message_id]
+        return response
 
     def send_c_echo(self, msg_id: int | None = None) -> Dataset:
         """Send a C-ECHO-RQ; return the response's status Dataset, empty if none came."""
@@ -293,7 +292,8 @@ class Association:
         message = assembled.message
         self.notify(evt.EVT_DIMSE_RECV, message=message, context_id=assembled.context_id)
         if message.is_response:
-            self._responses.append(assembled)
+            answered = message.message_id_being_responded_to
+            self._responses.setdefault(answered, deque()).append(assembled)
             return
         serve_request(self, assembled)
 

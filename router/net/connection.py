@@ -27,7 +27,6 @@ from router.net.codes import AbortReason, AbortSource, RejectResult, RejectSourc
 from router.net.codes import AcseRejectReason
 from router.net.errors import NetError, PduError
 from router.net.fsm import STEPS, Event, State
-from router.net.fsm import action_for
 from router.net.pdu import HEADER_LENGTH, Abort, AssociateAC, AssociateRJ, AssociateRQ, Decoded, PDataTF
 from router.net.pdu import Pdu, ReleaseRP, ReleaseRQ, decode, encode, read_header
 
@@ -248,7 +247,7 @@ class Connection:
 
     # ---- the machine ------------------------------------------------------
     def _primitive(self, event: Event, now: float, pdu: object = None) -> None:
-        if action_for(event, self.state) is None:
+        if STEPS[event][self.state] is None:
             raise UsageError(f"{event.name} is not allowed in {self.state} ({self.state.name})")
         self._pdu = pdu  # type: ignore[assignment]
         self._handle(event, now)

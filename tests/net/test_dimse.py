@@ -626,3 +626,22 @@ def test_protocol_violations_return_a_dimse_error_and_reset(pdvs, words):
     assert words in str(results[-1])
     assert not assembler.in_progress
     assert assembler.feed(PDV(1, True, True, C_ECHO_RQ)) == AssembledMessage(1, CEchoRQ(1), None)
+
+
+def test_status_datasets_are_ordinary_independent_datasets():
+    """status_dataset skips Dataset.__init__ for speed; the result must behave like any Dataset."""
+    from pydicom.dataset import Dataset
+
+    response = CEchoRSP(7, 0x0110, affected_sop_class_uid="1.2.840.10008.1.1", error_comment="disk full")
+    first, second = status_dataset(response), status_dataset(response)
+    expected = Dataset()
+    expected.AffectedSOPClassUID = "1.2.840.10008.1.1"
+    expected.MessageIDBeingRespondedTo = 7
+    expected.Status = 0x0110
+    expected.ErrorComment = "disk full"
+    assert first == expected and second == expected
+    first.PatientName = "CHANGED"
+    first.private_block(0x0009, "ROUTER", create=True)
+    assert "PatientName" not in second and second == expected
+    assert Dataset() == Dataset()  # the empty state the fast path copies is untouched
+    assert len(Dataset()) == 0
