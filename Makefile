@@ -12,11 +12,12 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# DCMTK is the reference peer of the interop tests and benchmarks.
+# DCMTK is the reference peer of the interop tests and benchmarks; openssl makes their certificates.
 peers:
-	@command -v storescu >/dev/null 2>&1 || { \
+	@if ! command -v storescu >/dev/null 2>&1 || ! command -v openssl >/dev/null 2>&1; then \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq dcmtk >/dev/null; }
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq dcmtk openssl >/dev/null; \
+	fi
 
 run: $(STAMP)
 	$(PY) -m router.net echoscp 11112 -v
