@@ -54,7 +54,7 @@ class AcceptorAssociation(Association):
         self.acceptor.address, self.acceptor.port = sock.getsockname()[:2]
         self.acceptor.maximum_length = self.ae.maximum_pdu_size
         connection = Connection(
-            Role.ACCEPTOR, artim_timeout=self.ae.acse_timeout or 30.0, max_pdata_length=self.ae.maximum_pdu_size
+            Role.ACCEPTOR, artim_timeout=self.ae.artim_timeout, max_pdata_length=self.ae.maximum_pdu_size
         )
         self.attach(Link(sock, connection))
 

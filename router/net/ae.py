@@ -123,6 +123,12 @@ class AE:
         """Remove transfer syntaxes (or, without any, the context) for `abstract_syntax`."""
         self._supported = _remove(self._supported, abstract_syntax, transfer_syntax)
 
+    @property
+    def artim_timeout(self) -> float:
+        """The ARTIM timer: how long a connection may wait for its A-ASSOCIATE-RQ, or for the
+        peer to close after the association ended. It follows `acse_timeout`."""
+        return DEFAULT_ACSE_TIMEOUT if self.acse_timeout is None else self.acse_timeout
+
     def implementation(self, max_pdu: int) -> Implementation:
         return Implementation(self.implementation_class_uid, self.implementation_version_name, max_pdu)
 

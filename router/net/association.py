@@ -324,7 +324,9 @@ class Association:
         if indication.by_peer:
             source = "A-ABORT" if indication.source == AbortSource.SERVICE_USER else "A-P-ABORT"
             LOGGER.info(f"Association Aborted ({source} from the peer)")
-        elif self.is_established or self.link is None or not self.is_released:
+        elif indication.transport_closed:
+            LOGGER.error("The peer closed the connection before the association was released")
+        else:
             LOGGER.error(f"Association Aborted by the provider: {indication.reason.name}")
         self._mark_aborted()
 

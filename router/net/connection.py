@@ -94,6 +94,7 @@ class Aborted:
     source: AbortSource
     reason: AbortReason
     by_peer: bool
+    transport_closed: bool = False  # AA-4: the connection dropped without an A-ABORT
 
 
 @dataclass(frozen=True, slots=True)
@@ -409,7 +410,9 @@ class Connection:
         self._indicate(Aborted(abort.source, abort.reason, by_peer=True))
 
     def _aa_4(self, now: float) -> None:
-        self._indicate(Aborted(AbortSource.SERVICE_PROVIDER, AbortReason.NOT_SPECIFIED, by_peer=False))
+        self._indicate(
+            Aborted(AbortSource.SERVICE_PROVIDER, AbortReason.NOT_SPECIFIED, by_peer=False, transport_closed=True)
+        )
 
     def _aa_5(self, now: float) -> None:
         """Stop ARTIM (STOPS_ARTIM): the peer closed before sending an A-ASSOCIATE-RQ."""

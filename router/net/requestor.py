@@ -45,7 +45,7 @@ class RequestorAssociation(Association):
             self.acceptor.ae_title, self.requestor.ae_title, contexts, self.ae.implementation(max_pdu), self.ext_neg
         )
         self.requestor.maximum_length = max_pdu
-        connection = Connection(Role.REQUESTOR, artim_timeout=self.ae.acse_timeout or 30.0, max_pdata_length=max_pdu)
+        connection = Connection(Role.REQUESTOR, artim_timeout=self.ae.artim_timeout, max_pdata_length=max_pdu)
         LOGGER.info("Requesting Association")
         try:
             sock = open_connection(address, self.ae.connection_timeout, bind_address, tls_args)

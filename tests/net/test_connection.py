@@ -278,7 +278,7 @@ def expected_effect(action: str, event: int) -> Effect:
         "AA-2": Effect(indicated=(Closed(),), artim="stop"),
         "AA-3": Effect(indicated=(Aborted(PEER_ABORT.source, PEER_ABORT.reason, by_peer=True), Closed())),
         "AA-4": Effect(
-            indicated=(Aborted(AbortSource.SERVICE_PROVIDER, AbortReason.NOT_SPECIFIED, by_peer=False), Closed())
+            indicated=(Aborted(AbortSource.SERVICE_PROVIDER, AbortReason.NOT_SPECIFIED, by_peer=False, transport_closed=True), Closed())
         ),
         "AA-5": Effect(indicated=(Closed(),), artim="stop"),
         "AA-6": Effect(),
