@@ -17,6 +17,7 @@ from router.net import evt
 from router.net.acse import MAX_CONTEXTS, Implementation
 from router.net.association import Association
 from router.net.presentation import PresentationContext, build_context
+from router.net.received import DEFAULT_SPOOL_THRESHOLD
 from router.net.requestor import RequestorAssociation
 from router.net.server import AssociationServer, ThreadedAssociationServer
 from router.net.values import validate_ae_title, validate_uid
@@ -63,6 +64,8 @@ class AE:
         self.implementation_version_name: str | None = IMPLEMENTATION_VERSION_NAME
         self.require_calling_aet: list[str] = []
         self.require_called_aet = False
+        self.spool_directory: str | None = None  # where large received data sets spool; None: the temp dir
+        self.spool_threshold = DEFAULT_SPOOL_THRESHOLD  # bytes kept in memory before spooling to a file
 
     # ---- validated settings -----------------------------------------------
     def __setattr__(self, name: str, value: object) -> None:

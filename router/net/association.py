@@ -21,14 +21,17 @@ from router.net.codes import AbortSource
 from router.net.connection import Aborted, AssociationAccepted, AssociationRejected
 from router.net.connection import AssociationRequested, Closed, DataReceived, Indication
 from router.net.connection import ReleaseConfirmed, ReleaseRequested, Role
-from router.net.dimse import AssembledMessage, MessageAssembler, encode_single_pdu, fragment
-from router.net.dimse_messages import encode_command
+from router.net.dimse import AssembledMessage, BytesSink, MessageAssembler, data_set_pdus, encode_single_pdu
+from router.net.dimse import fragment
+from router.net.dimse_messages import CommandField, encode_command
 from router.net.driver import Link
 from router.net.errors import DimseError
 from router.net.fsm import State
 from router.net.pdu import PDataTF
 from router.net.presentation import PresentationContext, uid_name
-from router.net.services import serve_request, verification
+from router.net.received import SpoolingSink, build_file_meta, encode_file_header
+from router.net.sources import DatasetSource
+from router.net.services import serve_request, storage, verification
 
 if TYPE_CHECKING:
     from router.net.ae import AE
@@ -74,7 +77,7 @@ class Association:
         self._message_id = 0
         # Responses not yet taken, by the message ID they answer (C-FIND sends several).
         self._responses: dict[int, deque[AssembledMessage]] = {}
-        self._assembler = MessageAssembler()
+        self._assembler = MessageAssembler(self._dataset_sink)
         self._close_notified = False
 
     def attach(self, link: Link) -> None:
@@ -200,8 +203,15 @@ class Association:
         if not self.is_established:
             raise RuntimeError("The association with the peer has not been established")
 
-    def send_message(self, context_id: int, message: Any, dataset: bytes | None = None) -> None:
-        """Encode, fragment to the peer's max PDU, and send one DIMSE message."""
+    def send_message(self, context_id: int, message: Any, dataset: bytes | DatasetSource | None = None) -> None:
+        """Encode, fragment to the peer's max PDU, and send one DIMSE message.
+
+        A `DatasetSource` is streamed block by block, so a data set of any size
+        is sent with bounded memory.
+        """
+        if isinstance(dataset, DatasetSource):
+            self._send_streamed(context_id, message, dataset)
+            return
         assert self.link is not None
         command = encode_command(message, dataset is not None)
         connection, now, peer_max = self.link.connection, self.link.now(), self.peer.maximum_length or 0
@@ -215,6 +225,33 @@ class Association:
                 connection.send_data(pdu, now)
         self.link.flush()
         self.notify(evt.EVT_DIMSE_SENT, message=message, context_id=context_id)
+
+    def _send_streamed(self, context_id: int, message: Any, source: DatasetSource) -> None:
+        assert self.link is not None
+        connection, peer_max = self.link.connection, self.peer.maximum_length or 0
+        for pdu in fragment(context_id, encode_command(message, True), None, peer_max):
+            connection.send_data(pdu, self.link.now())
+        for encoded in data_set_pdus(context_id, source.blocks(), source.length, peer_max):
+            connection.send_raw_data(encoded, self.link.now())
+            self.link.flush()
+            if self.link.closed:
+                return
+        self.notify(evt.EVT_DIMSE_SENT, message=message, context_id=context_id)
+
+    def _dataset_sink(self, context_id: int, message: Any) -> Any:
+        """Where a received data set goes: C-STORE data sets spool to a file past a threshold."""
+        context = self._contexts_by_id.get(context_id)
+        if message.command_field != CommandField.C_STORE_RQ or context is None:
+            return BytesSink()
+        meta = build_file_meta(
+            message.affected_sop_class_uid,
+            message.affected_sop_instance_uid,
+            context.transfer_syntax[0],
+            self.ae.implementation_class_uid,
+            self.ae.implementation_version_name,
+            self.peer.ae_title,
+        )
+        return SpoolingSink(encode_file_header(meta), self.ae.spool_directory, self.ae.spool_threshold)
 
     def receive_response(self, message_id: int, timeout: float | None) -> AssembledMessage | None:
         """Wait for the response to `message_id`; None on timeout (then abort) or loss of the association."""
@@ -234,6 +271,10 @@ class Association:
     def send_c_echo(self, msg_id: int | None = None) -> Dataset:
         """Send a C-ECHO-RQ; return the response's status Dataset, empty if none came."""
         return verification.send_c_echo(self, msg_id)
+
+    def send_c_store(self, dataset, msg_id=None, priority=2, originator_aet=None, originator_id=None) -> Dataset:
+        """Send a pydicom Dataset or a DICOM file (streamed); return the status Dataset."""
+        return storage.send_c_store(self, dataset, msg_id, priority, originator_aet, originator_id)
 
     # ---- the loop ---------------------------------------------------------
     def run_until(self, done: Callable[[], bool], timeout: float | None) -> bool:
@@ -339,6 +380,8 @@ class Association:
     def _closed(self) -> None:
         if self.link is not None:
             self.link.close()
+        if self._assembler.in_progress:
+            self._assembler.abandon()
         if not self._close_notified:
             self._close_notified = True
             self.is_established = False

@@ -18,7 +18,7 @@ on receipt (the PDV length is explicit), although we never send one.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -83,6 +83,39 @@ def encode_single_pdu(context_id: int, command: bytes, max_pdu_length: int) -> b
     if max_pdu_length and length > max_pdu_length or len(command) % 2:
         return None
     return pdata_header(length) + pdv_header(context_id, True, True, len(command)) + command
+
+
+def data_set_pdus(
+    context_id: int, blocks: Iterable[memoryview], length: int, max_pdu_length: int
+) -> Iterator[bytes]:
+    """Encoded P-DATA-TF PDUs carrying a data set of `length` bytes read as `blocks`.
+
+    For data sets too large to hold: each PDU is encoded as the blocks arrive,
+    one PDV per PDU, fragments as large as the peer's maximum allows. An odd
+    total length is padded with one NUL. ValueError if the blocks hold more or
+    fewer than `length` bytes.
+    """
+    limit = max_pdu_length or DEFAULT_PDU_LENGTH
+    size = limit - PDV_HEADER_LENGTH
+    size -= size % 2
+    if size < _MIN_FRAGMENT:
+        raise ValueError(f"maximum PDU length {limit} is below {MIN_PDU_LENGTH}")
+    sent = 0
+    if length == 0:
+        yield pdata_header(PDV_HEADER_LENGTH) + pdv_header(context_id, False, True, 0)
+        return
+    for block in blocks:
+        for start in range(0, len(block), size):
+            piece = block[start : start + size]
+            sent += len(piece)
+            if sent > length:
+                raise ValueError(f"the data set holds more than the {length} bytes announced")
+            last = sent == length
+            encoded = bytes(piece) + b"\0" if last and len(piece) % 2 else piece
+            header = pdata_header(PDV_HEADER_LENGTH + len(encoded))
+            yield header + pdv_header(context_id, False, last, len(encoded)) + encoded
+    if sent != length:
+        raise ValueError(f"the data set ended after {sent} of the {length} bytes announced")
 
 
 def _byte_view(payload: bytes | memoryview, what: str) -> memoryview:
@@ -188,6 +221,13 @@ class MessageAssembler:
     def in_progress(self) -> bool:
         """True while part of a message has been received."""
         return self._context_id is not None
+
+    def abandon(self) -> None:
+        """Drop a message cut off mid-way; a sink with an `abandon` method releases what it holds."""
+        abandon = getattr(self._sink, "abandon", None)
+        if abandon is not None:
+            abandon()
+        self._reset()
 
     def _reset(self) -> None:
         self._context_id: int | None = None

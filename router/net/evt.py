@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import logging
 import time
+from io import BytesIO
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
+
+from pydicom import dcmread
 
 LOGGER = logging.getLogger("router.net")
 
@@ -64,6 +67,7 @@ EVT_DATA_SENT = _notification("EVT_DATA_SENT", "Data sent to remote")
 EVT_FSM_TRANSITION = _notification("EVT_FSM_TRANSITION", "State machine transitioning")
 
 EVT_C_ECHO = _intervention("EVT_C_ECHO", "C-ECHO request received")
+EVT_C_STORE = _intervention("EVT_C_STORE", "C-STORE request received")
 EVT_USER_ID = _intervention("EVT_USER_ID", "User identity negotiation requested")
 EVT_SOP_EXTENDED = _intervention("EVT_SOP_EXTENDED", "SOP class extended negotiation requested")
 EVT_SOP_COMMON = _intervention("EVT_SOP_COMMON", "SOP class common extended negotiation requested")
@@ -85,6 +89,29 @@ class Event:
     @property
     def description(self) -> str:
         return self.event.description
+
+    # ---- a received data set (EVT_C_STORE) --------------------------------
+    @property
+    def file_meta(self) -> Any:
+        """The File Meta Information of the received instance."""
+        return self.dataset.file_meta
+
+    @property
+    def dataset(self) -> Any:
+        """The received instance, decoded on first use (with its `file_meta`)."""
+        if "_decoded" not in self.__dict__:
+            received = self.received
+            source = received.path if received.path is not None else BytesIO(received.encoded(include_meta=True))
+            self._decoded = dcmread(source)
+        return self._decoded
+
+    def encoded_dataset(self, include_meta: bool = True) -> bytes:
+        """The instance as received, not re-encoded; with preamble and file meta if `include_meta`."""
+        return self.received.encoded(include_meta)
+
+    def save_as(self, path: Any) -> None:
+        """Store the instance as a Part 10 file at `path`, bit for bit as received."""
+        self.received.save_as(path)
 
     def __repr__(self) -> str:
         return f"<Event {self.event.name}>"

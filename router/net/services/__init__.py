@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Callable
 
 from router.net.dimse import AssembledMessage
 from router.net.dimse_messages import MESSAGE_TYPES, RESPONSE_BIT, CommandField
-from router.net.services import verification
+from router.net.services import storage, verification
 
 if TYPE_CHECKING:
     from router.net.association import Association
@@ -23,6 +23,7 @@ UNRECOGNIZED_OPERATION = 0x0211
 
 SERVICES: dict[CommandField, Callable[["Association", AssembledMessage], None]] = {
     CommandField.C_ECHO_RQ: verification.serve_c_echo,
+    CommandField.C_STORE_RQ: storage.serve_c_store,
 }
 
 

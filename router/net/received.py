@@ -1,0 +1,147 @@
+"""Where a received data set goes as its fragments arrive, and the Part 10 file it becomes.
+
+`SpoolingSink` keeps a small data set in memory and, past `threshold` bytes,
+moves it to a temporary Part 10 file (preamble and file meta written first),
+so memory per association stays bounded whatever the instance size, and
+saving the instance is a rename. `ReceivedDataset` is what the sink hands
+back: the encoded bytes, or the file holding them after the file meta.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from io import BytesIO
+
+from pydicom.dataset import FileMetaDataset
+from pydicom.filewriter import write_file_meta_info
+from pydicom.uid import UID
+
+PREAMBLE = b"\0" * 128 + b"DICM"
+DEFAULT_SPOOL_THRESHOLD = 8 << 20
+FILE_META_VERSION = b"\x00\x01"
+COPY_BUFFER = 1 << 20
+
+
+def build_file_meta(
+    sop_class_uid: str,
+    sop_instance_uid: str,
+    transfer_syntax: str,
+    implementation_class_uid: str,
+    implementation_version_name: str | None,
+    source_ae_title: str | None = None,
+) -> FileMetaDataset:
+    """The File Meta Information (group 0002) of a received instance."""
+    meta = FileMetaDataset()
+    meta.FileMetaInformationVersion = FILE_META_VERSION
+    meta.MediaStorageSOPClassUID = UID(sop_class_uid)
+    meta.MediaStorageSOPInstanceUID = UID(sop_instance_uid)
+    meta.TransferSyntaxUID = UID(transfer_syntax)
+    meta.ImplementationClassUID = UID(implementation_class_uid)
+    if implementation_version_name:
+        meta.ImplementationVersionName = implementation_version_name
+    if source_ae_title:
+        meta.SourceApplicationEntityTitle = source_ae_title
+    return meta
+
+
+def encode_file_header(meta: FileMetaDataset) -> bytes:
+    """Preamble, 'DICM' and the encoded file meta group: everything before the data set."""
+    buffer = BytesIO()
+    buffer.write(PREAMBLE)
+    write_file_meta_info(buffer, meta, enforce_standard=True)
+    return buffer.getvalue()
+
+
+@dataclass
+class ReceivedDataset:
+    """A received data set: in `data`, or in the file at `path` after `data_offset` bytes."""
+
+    file_header: bytes
+    data: bytes | None = None
+    path: str | None = None
+    data_offset: int = 0
+    length: int = 0
+    spooled: bool = False  # `path` is our spool file, removed by `discard`
+
+    def encoded(self, include_meta: bool = True) -> bytes:
+        """The data set bytes as received (with preamble and file meta if `include_meta`)."""
+        if self.data is not None:
+            return self.file_header + self.data if include_meta else self.data
+        assert self.path is not None
+        with open(self.path, "rb") as file:
+            if not include_meta:
+                file.seek(self.data_offset)
+            return file.read()
+
+    def save_as(self, path: str | os.PathLike) -> None:
+        """Write the Part 10 file to `path`: a rename when the data set was spooled to a file."""
+        if self.path is not None:
+            os.replace(self.path, path)
+            self.path, self.spooled = str(path), False
+            return
+        with open(path, "wb") as file:
+            file.write(self.file_header)
+            file.write(self.data or b"")
+
+    def discard(self) -> None:
+        """Remove our spool file, if the data set is still in one (it is then gone)."""
+        if self.spooled and self.path is not None and os.path.exists(self.path):
+            os.unlink(self.path)
+            self.path = None
+
+    def copy_to(self, target) -> None:
+        """Write the whole Part 10 file to the open binary file `target` with bounded memory."""
+        if self.data is not None:
+            target.write(self.file_header)
+            target.write(self.data)
+            return
+        assert self.path is not None
+        with open(self.path, "rb") as file:
+            shutil.copyfileobj(file, target, COPY_BUFFER)
+
+
+class SpoolingSink:
+    """Collects one data set: in memory up to `threshold` bytes, then in a temporary file."""
+
+    def __init__(self, file_header: bytes, directory: str | None = None, threshold: int = DEFAULT_SPOOL_THRESHOLD):
+        self.file_header = file_header
+        self.directory = directory
+        self.threshold = threshold
+        self._memory = bytearray()
+        self._file = None
+        self._length = 0
+
+    def write(self, fragment: memoryview) -> None:
+        self._length += len(fragment)
+        if self._file is not None:
+            self._file.write(fragment)
+            return
+        self._memory += fragment
+        if len(self._memory) > self.threshold:
+            self._spill()
+
+    def _spill(self) -> None:
+        handle, path = tempfile.mkstemp(prefix="received-", suffix=".dcm.part", dir=self.directory)
+        self._file = os.fdopen(handle, "wb")
+        self._path = path
+        self._file.write(self.file_header)
+        self._file.write(self._memory)
+        self._memory = bytearray()
+
+    def finish(self) -> ReceivedDataset:
+        if self._file is None:
+            return ReceivedDataset(self.file_header, data=bytes(self._memory), length=self._length)
+        self._file.close()
+        return ReceivedDataset(
+            self.file_header, path=self._path, data_offset=len(self.file_header), length=self._length, spooled=True
+        )
+
+    def abandon(self) -> None:
+        """Drop what was collected (the association ended mid data set)."""
+        if self._file is not None:
+            self._file.close()
+            os.unlink(self._path)
+        self._memory = bytearray()

@@ -1,0 +1,91 @@
+"""The Storage service: C-STORE as SCU (`send_c_store`) and SCP (`serve_c_store`).
+
+The SCU sends a pydicom Dataset or a Part 10 file, the file streamed block by
+block in its own transfer syntax. The SCP hands EVT_C_STORE's handler the
+received instance (`event.dataset`, decoded only when read; `event.file_meta`;
+`event.encoded_dataset()`, the bytes as received; `event.save_as(path)`, a
+rename when the data set was spooled) and answers with the status it returns.
+With no handler bound the peer gets 0xC211 at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import TYPE_CHECKING
+
+from pydicom.dataset import Dataset
+
+from router.net import evt
+from router.net.dimse import AssembledMessage
+from router.net.dimse_messages import CStoreRQ, CStoreRSP, Priority, status_dataset
+from router.net.sources import source_for
+from router.net.status import describe
+
+if TYPE_CHECKING:
+    from router.net.association import Association
+
+LOGGER = logging.getLogger("router.net")
+NO_HANDLER = 0xC211  # Failure (cannot understand): nobody is there to store the instance
+HANDLER_FAILED = 0xC210  # Failure (cannot understand): the handler raised
+
+
+def send_c_store(
+    assoc: "Association",
+    dataset: Dataset | str | os.PathLike,
+    msg_id: int | None = None,
+    priority: int = Priority.LOW,
+    originator_aet: str | None = None,
+    originator_id: int | None = None,
+) -> Dataset:
+    """Send one instance; return the response's status Dataset (empty if no response came)."""
+    assoc.require_established()
+    source = source_for(dataset)
+    context = assoc.find_context(source.sop_class_uid, as_scu=True, transfer_syntax=source.transfer_syntax)
+    message_id = assoc.next_message_id() if msg_id is None else msg_id
+    request = CStoreRQ(
+        message_id,
+        source.sop_class_uid,
+        source.sop_instance_uid,
+        priority=Priority(priority),
+        move_originator_application_entity_title=originator_aet or "",
+        move_originator_message_id=originator_id,
+    )
+    LOGGER.info("Sending Store Request: MsgID %d", message_id)
+    assoc.send_message(context.context_id, request, source)
+    response = assoc.receive_response(message_id, assoc.dimse_timeout)
+    if response is None:
+        return Dataset()
+    if LOGGER.isEnabledFor(logging.INFO):
+        LOGGER.info("Received Store Response (Status: %s)", describe(response.message.status))
+    return status_dataset(response.message)
+
+
+def _no_handler(event: evt.Event) -> int:
+    LOGGER.error("No handler is bound to EVT_C_STORE: answering 0x%04X", NO_HANDLER)
+    return NO_HANDLER
+
+
+def serve_c_store(assoc: "Association", request: AssembledMessage) -> None:
+    """Answer a C-STORE-RQ with the status EVT_C_STORE's handler returns."""
+    message = request.message
+    received = request.dataset
+    LOGGER.info("Received Store Request (MsgID %d)", message.message_id)
+    context = assoc.accepted_context(request.context_id)
+    try:
+        answer = assoc.handlers.intervene(
+            assoc, evt.EVT_C_STORE, _no_handler, request=message, context=context, received=received
+        )
+        status = int(answer.get("Status", HANDLER_FAILED)) if isinstance(answer, Dataset) else int(answer)
+    except Exception:
+        LOGGER.exception("Exception in the handler bound to 'EVT_C_STORE'")
+        status = HANDLER_FAILED
+    finally:
+        received.discard()  # a spool file the handler did not keep
+    response = CStoreRSP(
+        message.message_id,
+        status,
+        affected_sop_class_uid=message.affected_sop_class_uid,
+        affected_sop_instance_uid=message.affected_sop_instance_uid,
+    )
+    assoc.send_message(request.context_id, response)

@@ -1,0 +1,127 @@
+"""What an SCU sends a data set from: an encoded buffer, or a Part 10 file streamed in blocks.
+
+`source_for(dataset_or_path)` returns a `DatasetSource`: the SOP class and
+instance, the transfer syntax the bytes are in, their length, and `blocks()`
+yielding them. A file is read block by block into one reused buffer and never
+held whole; a pydicom Dataset is encoded in the transfer syntax its file meta
+names (Implicit VR Little Endian when it names none).
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+from dataclasses import dataclass
+from typing import Iterator
+
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_dataset
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+PREAMBLE_LENGTH = 128
+MAGIC = b"DICM"
+META_GROUP = 0x0002
+BLOCK_SIZE = 1 << 20
+_TAG_VR = struct.Struct("<HH2s")
+_SHORT_LENGTH = struct.Struct("<H")
+_LONG_LENGTH = struct.Struct("<2xI")
+_LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"})
+_RAW_DEFLATE = -15  # zlib window bits for a raw DEFLATE stream (no zlib header)
+
+
+@dataclass
+class DatasetSource:
+    """An encoded data set to send: from `data`, or from `path` at `offset`."""
+
+    sop_class_uid: str
+    sop_instance_uid: str
+    transfer_syntax: str
+    length: int
+    data: bytes | None = None
+    path: str | None = None
+    offset: int = 0
+
+    def blocks(self, size: int = BLOCK_SIZE) -> Iterator[memoryview]:
+        """The data set in order, as views of at most `size` bytes (valid until the next one)."""
+        if self.data is not None:
+            view = memoryview(self.data)
+            for start in range(0, len(view), size):
+                yield view[start : start + size]
+            return
+        assert self.path is not None
+        buffer = memoryview(bytearray(size))
+        with open(self.path, "rb", buffering=0) as file:
+            file.seek(self.offset)
+            while True:
+                count = file.readinto(buffer)
+                if not count:
+                    return
+                yield buffer[:count]
+
+
+def source_for(dataset_or_path: Dataset | str | os.PathLike) -> DatasetSource:
+    """The source for a pydicom Dataset or a DICOM file's path."""
+    if isinstance(dataset_or_path, Dataset):
+        return _from_dataset(dataset_or_path)
+    path = os.fspath(dataset_or_path)
+    with open(path, "rb") as file:
+        offset = _data_offset(file)
+    if offset is None:  # no preamble or file meta: decode it and encode it again
+        return _from_dataset(dcmread(path, force=True))
+    meta = dcmread(path, stop_before_pixels=True, specific_tags=[0x00020000]).file_meta
+    return DatasetSource(
+        sop_class_uid=str(meta.MediaStorageSOPClassUID),
+        sop_instance_uid=str(meta.MediaStorageSOPInstanceUID),
+        transfer_syntax=str(meta.TransferSyntaxUID),
+        length=os.path.getsize(path) - offset,
+        path=path,
+        offset=offset,
+    )
+
+
+def _data_offset(file) -> int | None:
+    """Where the data set starts after preamble and file meta, or None if the file has none."""
+    if file.read(PREAMBLE_LENGTH + len(MAGIC))[PREAMBLE_LENGTH:] != MAGIC:
+        return None
+    while True:
+        position = file.tell()
+        header = file.read(_TAG_VR.size)
+        if len(header) < _TAG_VR.size:
+            return position
+        group, _, vr = _TAG_VR.unpack(header)
+        if group != META_GROUP:
+            return position
+        if vr in _LONG_VRS:
+            (length,) = _LONG_LENGTH.unpack(file.read(_LONG_LENGTH.size))
+        else:
+            (length,) = _SHORT_LENGTH.unpack(file.read(_SHORT_LENGTH.size))
+        file.seek(length, os.SEEK_CUR)
+
+
+def _from_dataset(dataset: Dataset) -> DatasetSource:
+    meta = getattr(dataset, "file_meta", None)
+    syntax = UID(getattr(meta, "TransferSyntaxUID", None) or ImplicitVRLittleEndian)
+    data = encode_dataset(dataset, syntax)
+    return DatasetSource(
+        sop_class_uid=str(dataset.SOPClassUID),
+        sop_instance_uid=str(dataset.SOPInstanceUID),
+        transfer_syntax=str(syntax),
+        length=len(data),
+        data=data,
+    )
+
+
+def encode_dataset(dataset: Dataset, syntax: UID) -> bytes:
+    """`dataset` encoded in `syntax` (raw DEFLATE for the deflated syntax), padded to even length."""
+    buffer = DicomBytesIO()
+    buffer.is_little_endian = syntax.is_little_endian
+    buffer.is_implicit_VR = syntax.is_implicit_VR
+    write_dataset(buffer, dataset)
+    data = buffer.getvalue()
+    if syntax == DeflatedExplicitVRLittleEndian:
+        compressor = zlib.compressobj(wbits=_RAW_DEFLATE)
+        data = compressor.compress(data) + compressor.flush()
+    return data + b"\0" if len(data) % 2 else data
