@@ -85,7 +85,10 @@ def negotiate(request: AssociateRQ, policy: AcceptorPolicy) -> Negotiation:
     if reject is not None:
         return Negotiation(reject, [])
     proposed_roles = {item.sop_class_uid: item for item in request.user_information.role_selections}
-    contexts = [_negotiate_context(item, policy.contexts, proposed_roles) for item in request.presentation_contexts]
+    supported: dict[str, PresentationContext] = {}
+    for context in policy.contexts:
+        supported.setdefault(context.abstract_syntax, context)  # the first one listed wins
+    contexts = [_negotiate_context(item, supported, proposed_roles) for item in request.presentation_contexts]
     reply = AssociateAC(
         called_ae_title=request.called_ae_title,
         calling_ae_title=request.calling_ae_title,
@@ -101,15 +104,14 @@ def negotiate(request: AssociateRQ, policy: AcceptorPolicy) -> Negotiation:
 
 def _negotiate_context(
     item: PresentationContextRQ,
-    supported: Sequence[PresentationContext],
+    supported: dict[str, PresentationContext],
     proposed_roles: dict[str, RoleSelection],
 ) -> PresentationContext:
     result = PresentationContext(item.abstract_syntax, [], context_id=item.context_id)
-    candidates = [context for context in supported if context.abstract_syntax == item.abstract_syntax]
-    if not candidates:
+    ours = supported.get(item.abstract_syntax)
+    if ours is None:
         result.result = ContextResult.ABSTRACT_SYNTAX_NOT_SUPPORTED
         return result
-    ours = candidates[0]
     chosen = next((ts for ts in ours.transfer_syntax if ts in item.transfer_syntaxes), None)
     if chosen is None:
         result.result = ContextResult.TRANSFER_SYNTAXES_NOT_SUPPORTED

@@ -62,8 +62,10 @@ class DatasetSource:
                 yield buffer[:count]
 
 
-def source_for(dataset_or_path: Dataset | str | os.PathLike) -> DatasetSource:
-    """The source for a pydicom Dataset or a DICOM file's path."""
+def source_for(dataset_or_path: Dataset | DatasetSource | str | os.PathLike) -> DatasetSource:
+    """The source for a pydicom Dataset or a DICOM file's path (a source is its own)."""
+    if isinstance(dataset_or_path, DatasetSource):
+        return dataset_or_path
     if isinstance(dataset_or_path, Dataset):
         return _from_dataset(dataset_or_path)
     path = os.fspath(dataset_or_path)
