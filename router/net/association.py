@@ -31,7 +31,7 @@ from router.net.pdu import PDataTF
 from router.net.presentation import PresentationContext, uid_name
 from router.net.received import SpoolingSink, build_file_meta, encode_file_header
 from router.net.sources import DatasetSource
-from router.net.services import serve_request, storage, verification
+from router.net.services import query, serve_request, storage, verification
 
 if TYPE_CHECKING:
     from router.net.ae import AE
@@ -79,6 +79,7 @@ class Association:
         self._responses: dict[int, deque[AssembledMessage]] = {}
         self._assembler = MessageAssembler(self._dataset_sink)
         self._close_notified = False
+        self.cancelled_requests: set[int] = set()  # message IDs the peer sent a C-CANCEL for
 
     def attach(self, link: Link) -> None:
         """Take over `link` and turn its traffic into events."""
@@ -276,6 +277,14 @@ class Association:
         """Send a pydicom Dataset or a DICOM file (streamed); return the status Dataset."""
         return storage.send_c_store(self, dataset, msg_id, priority, originator_aet, originator_id)
 
+    def send_c_find(self, dataset, query_model, msg_id=None, priority=2):
+        """C-FIND: a generator of (status, identifier) for each response."""
+        return query.send_c_find(self, dataset, query_model, msg_id, priority)
+
+    def send_c_cancel(self, msg_id, context_id=None, query_model=None) -> None:
+        """C-CANCEL the request with message ID `msg_id`."""
+        query.send_c_cancel(self, msg_id, context_id, query_model)
+
     # ---- the loop ---------------------------------------------------------
     def run_until(self, done: Callable[[], bool], timeout: float | None) -> bool:
         """Serve the connection until `done()` or it closes; False if `timeout` ran out first."""
@@ -290,6 +299,12 @@ class Association:
                 return done()
             self.process_indications()
         return True
+
+    def poll_incoming(self) -> None:
+        """Handle what the peer has sent so far without waiting (e.g. a C-CANCEL mid C-FIND)."""
+        if self.link is not None:
+            self.link.poll()
+            self.process_indications()
 
     def process_indications(self) -> None:
         assert self.link is not None

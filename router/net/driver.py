@@ -168,6 +168,23 @@ class Link:
             return True
         return False
 
+    def poll(self) -> None:
+        """Feed the connection whatever has already arrived, without waiting."""
+        if self.closed:
+            return
+        try:
+            if self._kernel_timeouts:
+                size = self.sock.recv_into(self._buffer, 0, socket.MSG_DONTWAIT)
+            else:
+                self.sock.settimeout(0.0)
+                size = self.sock.recv_into(self._buffer)
+        except (BlockingIOError, ssl.SSLWantReadError, socket.timeout):
+            return
+        except OSError:
+            size = 0
+        self.connection.receive_data(self._buffer[:size].tobytes() if size else b"", self.now())
+        self.flush()
+
     def _receive(self, timeout: float | None) -> bytes | None:
         if self.closed:
             return b""

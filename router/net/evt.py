@@ -68,6 +68,7 @@ EVT_FSM_TRANSITION = _notification("EVT_FSM_TRANSITION", "State machine transiti
 
 EVT_C_ECHO = _intervention("EVT_C_ECHO", "C-ECHO request received")
 EVT_C_STORE = _intervention("EVT_C_STORE", "C-STORE request received")
+EVT_C_FIND = _intervention("EVT_C_FIND", "C-FIND request received")
 EVT_USER_ID = _intervention("EVT_USER_ID", "User identity negotiation requested")
 EVT_SOP_EXTENDED = _intervention("EVT_SOP_EXTENDED", "SOP class extended negotiation requested")
 EVT_SOP_COMMON = _intervention("EVT_SOP_COMMON", "SOP class common extended negotiation requested")
@@ -89,6 +90,12 @@ class Event:
     @property
     def description(self) -> str:
         return self.event.description
+
+    @property
+    def is_cancelled(self) -> bool:
+        """True once the peer sent a C-CANCEL for the request this event serves."""
+        check = self.__dict__.get("cancel_check")
+        return bool(check and check())
 
     # ---- a received data set (EVT_C_STORE) --------------------------------
     @property

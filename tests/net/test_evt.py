@@ -34,7 +34,7 @@ NOTIFICATIONS = [
     "EVT_DIMSE_RECV", "EVT_DIMSE_SENT", "EVT_ACSE_RECV", "EVT_ACSE_SENT", "EVT_DATA_RECV",
     "EVT_DATA_SENT", "EVT_FSM_TRANSITION",
 ]  # fmt: skip
-INTERVENTIONS = ["EVT_C_ECHO", "EVT_C_STORE", "EVT_USER_ID", "EVT_SOP_EXTENDED", "EVT_SOP_COMMON", "EVT_ASYNC_OPS"]
+INTERVENTIONS = ["EVT_C_ECHO", "EVT_C_STORE", "EVT_C_FIND", "EVT_USER_ID", "EVT_SOP_EXTENDED", "EVT_SOP_COMMON", "EVT_ASYNC_OPS"]
 
 
 # ---- event types ------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Callable
 
 from router.net.dimse import AssembledMessage
 from router.net.dimse_messages import MESSAGE_TYPES, RESPONSE_BIT, CommandField
-from router.net.services import storage, verification
+from router.net.services import query, storage, verification
 
 if TYPE_CHECKING:
     from router.net.association import Association
@@ -24,6 +24,8 @@ UNRECOGNIZED_OPERATION = 0x0211
 SERVICES: dict[CommandField, Callable[["Association", AssembledMessage], None]] = {
     CommandField.C_ECHO_RQ: verification.serve_c_echo,
     CommandField.C_STORE_RQ: storage.serve_c_store,
+    CommandField.C_FIND_RQ: query.serve_c_find,
+    CommandField.C_CANCEL_RQ: query.serve_c_cancel,
 }
 
 

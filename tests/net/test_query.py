@@ -1,0 +1,130 @@
+"""C-FIND and C-CANCEL between our own SCU and SCP over loopback, and DCMTK findscu against our SCP."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+
+import pytest
+from pydicom.dataset import Dataset
+
+from router.net import AE, evt
+
+STUDY_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.2.1"
+PENDING, SUCCESS, CANCEL = 0xFF00, 0x0000, 0xFE00
+MATCHES = 5
+WAIT = 10.0
+
+
+def study(index: int) -> Dataset:
+    match = Dataset()
+    match.QueryRetrieveLevel = "STUDY"
+    match.PatientName = f"DOE^{index}"
+    match.StudyInstanceUID = f"1.2.826.0.1.{index}"
+    return match
+
+
+def query() -> Dataset:
+    identifier = Dataset()
+    identifier.QueryRetrieveLevel = "STUDY"
+    identifier.PatientName = "DOE*"
+    return identifier
+
+
+@pytest.fixture
+def seen():
+    return []
+
+
+@pytest.fixture
+def scp(seen):
+    def on_find(event):
+        seen.append(event.identifier)
+        for index in range(MATCHES):
+            if event.is_cancelled:
+                return
+            time.sleep(0.02)
+            yield PENDING, study(index)
+
+    ae = AE("FINDSCP")
+    ae.add_supported_context(STUDY_ROOT_FIND)
+    server = ae.start_server(("127.0.0.1", 0), block=False, evt_handlers=[(evt.EVT_C_FIND, on_find)])
+    yield server
+    ae.shutdown()
+
+
+@pytest.fixture
+def assoc(scp):
+    ae = AE("FINDSCU")
+    ae.dimse_timeout = WAIT
+    ae.add_requested_context(STUDY_ROOT_FIND)
+    association = ae.associate("127.0.0.1", scp.server_address[1])
+    assert association.is_established
+    yield association
+    association.release()
+
+
+def test_every_match_then_success(assoc, seen):
+    responses = list(assoc.send_c_find(query(), STUDY_ROOT_FIND))
+    assert [status.Status for status, _ in responses] == [PENDING] * MATCHES + [SUCCESS]
+    assert [str(identifier.PatientName) for _, identifier in responses[:-1]] == [f"DOE^{i}" for i in range(MATCHES)]
+    assert responses[-1][1] is None
+    assert str(seen[0].PatientName) == "DOE*"
+
+
+def test_cancel_ends_the_search_with_fe00(assoc):
+    statuses = []
+    for status, _ in assoc.send_c_find(query(), STUDY_ROOT_FIND, msg_id=77):
+        statuses.append(status.Status)
+        if status.Status == PENDING:
+            assoc.send_c_cancel(77, query_model=STUDY_ROOT_FIND)
+    assert statuses[-1] == CANCEL
+    assert len(statuses) < MATCHES + 1
+    assert assoc.is_established  # the association goes on after a cancel
+
+
+def test_no_handler_gives_a_failure(seen):
+    ae = AE("FINDSCP")
+    ae.add_supported_context(STUDY_ROOT_FIND)
+    server = ae.start_server(("127.0.0.1", 0), block=False)
+    try:
+        scu = AE()
+        scu.add_requested_context(STUDY_ROOT_FIND)
+        association = scu.associate("127.0.0.1", server.server_address[1])
+        responses = list(association.send_c_find(query(), STUDY_ROOT_FIND))
+        association.release()
+    finally:
+        ae.shutdown()
+    assert len(responses) == 1 and responses[0][0].Status == 0xC311
+
+
+def test_a_handler_that_raises_gives_a_failure_after_its_matches():
+    def on_find(event):
+        yield PENDING, study(0)
+        raise RuntimeError("index unavailable")
+
+    ae = AE("FINDSCP")
+    ae.add_supported_context(STUDY_ROOT_FIND)
+    server = ae.start_server(("127.0.0.1", 0), block=False, evt_handlers=[(evt.EVT_C_FIND, on_find)])
+    try:
+        scu = AE()
+        scu.add_requested_context(STUDY_ROOT_FIND)
+        association = scu.associate("127.0.0.1", server.server_address[1])
+        statuses = [status.Status for status, _ in association.send_c_find(query(), STUDY_ROOT_FIND)]
+        association.release()
+    finally:
+        ae.shutdown()
+    assert statuses == [PENDING, 0xC311]
+
+
+@pytest.mark.skipif(shutil.which("findscu") is None, reason="DCMTK findscu is not installed")
+def test_dcmtk_findscu_gets_every_match(scp):
+    result = subprocess.run(
+        ["findscu", "-S", "-k", "QueryRetrieveLevel=STUDY", "-k", "PatientName=DOE*",
+         "127.0.0.1", str(scp.server_address[1])],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("Find Response") == MATCHES
+    assert "DOE^4" in result.stderr
