@@ -9,6 +9,16 @@ context lists.
 from router.net import evt
 from router.net.ae import AE
 from router.net.association import Association
+from router.net.contexts import (
+    ALL_TRANSFER_SYNTAXES,
+    AllStoragePresentationContexts,
+    BasicWorklistManagementPresentationContexts,
+    QueryRetrievePresentationContexts,
+    StorageCommitmentPresentationContexts,
+    StoragePresentationContexts,
+    accept_all_storage,
+    all_storage_contexts,
+)
 from router.net.log import debug_logger
 from router.net.presentation import (
     DEFAULT_TRANSFER_SYNTAXES,
@@ -20,10 +30,18 @@ from router.net.presentation import (
 
 __all__ = [
     "AE",
-    "Association",
+    "ALL_TRANSFER_SYNTAXES",
     "DEFAULT_TRANSFER_SYNTAXES",
+    "AllStoragePresentationContexts",
+    "Association",
+    "BasicWorklistManagementPresentationContexts",
     "PresentationContext",
+    "QueryRetrievePresentationContexts",
+    "StorageCommitmentPresentationContexts",
+    "StoragePresentationContexts",
     "VerificationPresentationContexts",
+    "accept_all_storage",
+    "all_storage_contexts",
     "build_context",
     "build_role",
     "debug_logger",

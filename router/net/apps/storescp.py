@@ -1,0 +1,76 @@
+"""storescp: receive C-STORE requests and store each instance as a Part 10 file.
+
+Every storage SOP class is accepted in every transfer syntax, compressed ones
+included; each instance is written bit for bit as received, named by its SOP
+Instance UID, and large ones never pass through memory whole.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from router.net import evt
+from router.net.ae import AE
+from router.net.apps.common import add_output_options, add_timeout_options, configure_timeouts, setup_logging
+from router.net.contexts import ALL_TRANSFER_SYNTAXES
+from router.net.presentation import VERIFICATION_SOP_CLASS
+from router.net.sop_class import STORAGE_SOP_CLASSES
+from router.net.status import SUCCESS
+
+LOGGER = logging.getLogger("router.net")
+OUT_OF_RESOURCES = 0xA700
+FILE_SUFFIX = ".dcm"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="storescp", description="Receive and store DICOM instances")
+    parser.add_argument("port", type=int, help="TCP/IP port to listen on")
+    add_output_options(parser)
+    parser.add_argument("-aet", "--ae-title", default="STORESCP", help="our AE title")
+    parser.add_argument("-ba", "--bind-address", default="", help="address to listen on (default: all)")
+    parser.add_argument("-od", "--output-directory", default=".", help="where to write the received files")
+    parser.add_argument("--ignore", action="store_true", help="receive the data but store nothing")
+    parser.add_argument("--max-associations", type=int, default=10, help="associations served at once")
+    add_timeout_options(parser)
+    return parser.parse_args(argv)
+
+
+def store_handler(directory: str, ignore: bool):
+    """The EVT_C_STORE handler: save as <SOP Instance UID>.dcm in `directory`."""
+
+    def handle_store(event: evt.Event) -> int:
+        if ignore:
+            return SUCCESS
+        path = os.path.join(directory, event.request.affected_sop_instance_uid + FILE_SUFFIX)
+        try:
+            event.save_as(path)
+        except OSError as exc:
+            LOGGER.error(f"Could not store {path}: {exc}")
+            return OUT_OF_RESOURCES
+        LOGGER.info(f"Stored {path}")
+        return SUCCESS
+
+    return handle_store
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    setup_logging(args)
+    os.makedirs(args.output_directory, exist_ok=True)
+    ae = AE(args.ae_title)
+    configure_timeouts(ae, args)
+    ae.maximum_associations = args.max_associations
+    ae.spool_directory = args.output_directory  # spooled instances are renamed, never copied
+    ae.add_supported_context(VERIFICATION_SOP_CLASS)
+    for sop_class in STORAGE_SOP_CLASSES:
+        ae.add_supported_context(sop_class, ALL_TRANSFER_SYNTAXES)
+    handlers = [(evt.EVT_C_STORE, store_handler(args.output_directory, args.ignore))]
+    ae.start_server((args.bind_address, args.port), block=True, evt_handlers=handlers)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""storescu: send DICOM files to a Storage SCP, streaming each file.
+
+It proposes, for every SOP class among the files, a context in each transfer
+syntax the files use; without `-cx` it also proposes the common storage
+contexts as far as 128 allow. A progress line (count, MB/s, ETA) is shown when
+stderr is a terminal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from collections import defaultdict
+
+from router.net.ae import AE
+from router.net.apps.common import add_output_options, add_syntax_options, add_timeout_options
+from router.net.apps.common import configure_timeouts, setup_logging
+from router.net.contexts import StoragePresentationContexts
+from router.net.acse import MAX_CONTEXTS
+from router.net.sources import DatasetSource, source_for
+from router.net.status import StatusClass, classify
+
+LOGGER = logging.getLogger("router.net")
+EXIT_OK = 0
+EXIT_FAILED = 1
+MEGABYTE = 1 << 20
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="storescu", description="Send DICOM files to a Storage SCP")
+    parser.add_argument("addr", help="TCP/IP address of the peer")
+    parser.add_argument("port", type=int, help="TCP/IP port of the peer")
+    parser.add_argument("path", nargs="+", help="DICOM files, or folders with -r")
+    add_output_options(parser)
+    parser.add_argument("-r", "--recurse", action="store_true", help="send the files in folders, recursively")
+    parser.add_argument("-aet", "--calling-aet", default="STORESCU", help="our AE title")
+    parser.add_argument("-aec", "--called-aet", default="ANY-SCP", help="the peer's AE title")
+    parser.add_argument("-cx", "--required-contexts", action="store_true", help="propose only the contexts the files need")
+    add_timeout_options(parser)
+    add_syntax_options(parser, "propose")
+    return parser.parse_args(argv)
+
+
+def find_files(paths: list[str], recurse: bool) -> list[str]:
+    files = []
+    for path in paths:
+        if os.path.isdir(path):
+            if not recurse:
+                LOGGER.error(f"{path} is a folder: use -r to send what it holds")
+                continue
+            for folder, _, names in os.walk(path):
+                files.extend(os.path.join(folder, name) for name in sorted(names))
+        else:
+            files.append(path)
+    return files
+
+
+def read_sources(files: list[str]) -> list[tuple[str, DatasetSource]]:
+    sources = []
+    for path in files:
+        try:
+            sources.append((path, source_for(path)))
+        except Exception as exc:  # not DICOM, unreadable: say which and go on
+            LOGGER.error(f"Skipping {path}: {exc}")
+    return sources
+
+
+def requested_contexts(sources: list[DatasetSource], syntax: str | None, required_only: bool) -> list[tuple[str, list[str]]]:
+    needed: dict[str, list[str]] = defaultdict(list)
+    for source in sources:
+        wanted = syntax or source.transfer_syntax
+        if wanted not in needed[source.sop_class_uid]:
+            needed[source.sop_class_uid].append(wanted)
+    contexts = [(uid, [ts]) for uid, syntaxes in needed.items() for ts in syntaxes]
+    if not required_only:
+        for context in StoragePresentationContexts:
+            if len(contexts) >= MAX_CONTEXTS:
+                break
+            if context.abstract_syntax not in needed:
+                contexts.append((context.abstract_syntax, list(context.transfer_syntax)))
+    return contexts[:MAX_CONTEXTS]
+
+
+class Progress:
+    """A one-line progress display on stderr (only when it is a terminal)."""
+
+    def __init__(self, count: int, total_bytes: int) -> None:
+        self.count, self.total = count, total_bytes
+        self.done = self.sent = 0
+        self.start = time.monotonic()
+        self.enabled = sys.stderr.isatty()
+
+    def advance(self, size: int) -> None:
+        self.done += 1
+        self.sent += size
+        if not self.enabled:
+            return
+        elapsed = max(time.monotonic() - self.start, 1e-6)
+        rate = self.sent / elapsed
+        eta = (self.total - self.sent) / rate if rate else 0.0
+        sys.stderr.write(f"\r{self.done}/{self.count} files  {rate / MEGABYTE:7.1f} MB/s  ETA {eta:5.0f} s ")
+        if self.done == self.count:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    setup_logging(args)
+    sources = read_sources(find_files(args.path, args.recurse))
+    if not sources:
+        LOGGER.error("No DICOM files to send")
+        return EXIT_FAILED
+    ae = AE(args.calling_aet)
+    configure_timeouts(ae, args)
+    for uid, syntaxes in requested_contexts([s for _, s in sources], args.syntax, args.required_contexts):
+        ae.add_requested_context(uid, syntaxes)
+    assoc = ae.associate(args.addr, args.port, ae_title=args.called_aet, max_pdu=args.max_pdu)
+    if not assoc.is_established:
+        return EXIT_FAILED
+    failures = 0
+    progress = Progress(len(sources), sum(source.length for _, source in sources))
+    for path, source in sources:
+        try:
+            status = assoc.send_c_store(source)
+        except ValueError as exc:
+            LOGGER.error(f"{path}: {exc}")
+            failures += 1
+            continue
+        if "Status" not in status or classify(status.Status) not in (StatusClass.SUCCESS, StatusClass.WARNING):
+            failures += 1
+        progress.advance(source.length)
+        if not assoc.is_established:
+            break
+    assoc.release()
+    return EXIT_OK if failures == 0 else EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
