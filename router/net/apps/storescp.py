@@ -18,10 +18,9 @@ from router.net.apps.common import add_output_options, add_timeout_options, conf
 from router.net.contexts import ALL_TRANSFER_SYNTAXES
 from router.net.presentation import VERIFICATION_SOP_CLASS
 from router.net.sop_class import STORAGE_SOP_CLASSES
-from router.net.status import SUCCESS
+from router.net.status import OUT_OF_RESOURCES, SUCCESS
 
 LOGGER = logging.getLogger("router.net")
-OUT_OF_RESOURCES = 0xA700
 FILE_SUFFIX = ".dcm"
 
 

@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Callable
 from router.net.dimse import AssembledMessage
 from router.net.dimse_messages import MESSAGE_TYPES, RESPONSE_BIT, CommandField
 from router.net.services import query, storage, verification
+from router.net.status import UNRECOGNIZED_OPERATION
 
 if TYPE_CHECKING:
     from router.net.association import Association
 
 LOGGER = logging.getLogger("router.net")
-UNRECOGNIZED_OPERATION = 0x0211
 
 SERVICES: dict[CommandField, Callable[["Association", AssembledMessage], None]] = {
     CommandField.C_ECHO_RQ: verification.serve_c_echo,

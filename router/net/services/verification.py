@@ -11,13 +11,12 @@ from router.net import evt
 from router.net.dimse import AssembledMessage
 from router.net.dimse_messages import CEchoRQ, CEchoRSP, status_dataset
 from router.net.presentation import VERIFICATION_SOP_CLASS
-from router.net.status import SUCCESS, describe
+from router.net.status import PROCESSING_FAILURE, SUCCESS, describe
 
 if TYPE_CHECKING:
     from router.net.association import Association
 
 LOGGER = logging.getLogger("router.net")
-PROCESSING_FAILURE = 0x0110
 
 
 def send_c_echo(assoc: "Association", msg_id: int | None = None) -> Dataset:
