@@ -236,6 +236,7 @@ class Association:
             connection.send_raw_data(encoded, self.link.now())
             self.link.flush()
             if self.link.closed:
+                self.process_indications()  # learn how it ended (the peer's abort, a lost connection)
                 return
         self.notify(evt.EVT_DIMSE_SENT, message=message, context_id=context_id)
 
@@ -293,9 +294,8 @@ class Association:
             return done()
         deadline = None if timeout is None else link.now() + timeout
         while not done():
-            if link.closed:
-                return done()
-            if not link.read(deadline):
+            if link.closed or not link.read(deadline):
+                self.process_indications()  # how it ended: the peer's abort, a lost connection
                 return done()
             self.process_indications()
         return True

@@ -9,9 +9,12 @@ back: the encoded bytes, or the file holding them after the file meta.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import shutil
 import tempfile
+import uuid
 from dataclasses import dataclass
 from io import BytesIO
 
@@ -23,6 +26,7 @@ PREAMBLE = b"\0" * 128 + b"DICM"
 DEFAULT_SPOOL_THRESHOLD = 8 << 20
 FILE_META_VERSION = b"\x00\x01"
 COPY_BUFFER = 1 << 20
+SPOOL_FILE_MODE = 0o666
 
 
 def build_file_meta(
@@ -65,6 +69,7 @@ class ReceivedDataset:
     data_offset: int = 0
     length: int = 0
     spooled: bool = False  # `path` is our spool file, removed by `discard`
+    error: str | None = None  # why the data set could not be kept (e.g. the disk is full)
 
     def encoded(self, include_meta: bool = True) -> bytes:
         """The data set bytes as received (with preamble and file meta if `include_meta`)."""
@@ -77,9 +82,19 @@ class ReceivedDataset:
             return file.read()
 
     def save_as(self, path: str | os.PathLike) -> None:
-        """Write the Part 10 file to `path`: a rename when the data set was spooled to a file."""
+        """Write the Part 10 file to `path`: a rename of the spool file the first time (a copy
+        across file systems), a copy of the file saved before on later calls."""
+        if self.path is not None and not self.spooled:
+            shutil.copyfile(self.path, path)  # saved before: that file stays where it is
+            return
         if self.path is not None:
-            os.replace(self.path, path)
+            try:
+                os.replace(self.path, path)
+            except OSError as exc:
+                if exc.errno != errno.EXDEV:
+                    raise
+                shutil.copyfile(self.path, path)  # another file system: no rename, so copy and remove
+                os.unlink(self.path)
             self.path, self.spooled = str(path), False
             return
         with open(path, "wb") as file:
@@ -113,18 +128,28 @@ class SpoolingSink:
         self._memory = bytearray()
         self._file = None
         self._length = 0
+        self._error: str | None = None
 
     def write(self, fragment: memoryview) -> None:
         self._length += len(fragment)
-        if self._file is not None:
-            self._file.write(fragment)
-            return
-        self._memory += fragment
-        if len(self._memory) > self.threshold:
-            self._spill()
+        if self._error is not None:
+            return  # the rest of a data set we cannot keep is read and dropped
+        try:
+            if self._file is not None:
+                self._file.write(fragment)
+                return
+            self._memory += fragment
+            if len(self._memory) > self.threshold:
+                self._spill()
+        except OSError as exc:
+            self._error = f"cannot spool the data set: {exc.strerror or exc}"
+            self.abandon()
 
     def _spill(self) -> None:
-        handle, path = tempfile.mkstemp(prefix="received-", suffix=".dcm.part", dir=self.directory)
+        directory = self.directory or tempfile.gettempdir()
+        path = os.path.join(directory, f"received-{uuid.uuid4().hex}.dcm.part")
+        # os.open with 0o666 lets the umask decide the mode, as for any file the user writes.
+        handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, SPOOL_FILE_MODE)
         self._file = os.fdopen(handle, "wb")
         self._path = path
         self._file.write(self.file_header)
@@ -132,6 +157,8 @@ class SpoolingSink:
         self._memory = bytearray()
 
     def finish(self) -> ReceivedDataset:
+        if self._error is not None:
+            return ReceivedDataset(self.file_header, length=self._length, error=self._error)
         if self._file is None:
             return ReceivedDataset(self.file_header, data=bytes(self._memory), length=self._length)
         self._file.close()
@@ -140,8 +167,10 @@ class SpoolingSink:
         )
 
     def abandon(self) -> None:
-        """Drop what was collected (the association ended mid data set)."""
+        """Drop what was collected (the association ended mid data set, or writing it failed)."""
         if self._file is not None:
-            self._file.close()
+            file, self._file = self._file, None
+            with contextlib.suppress(OSError):  # the write that failed (disk full) fails again on close
+                file.close()
             os.unlink(self._path)
         self._memory = bytearray()

@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import os
 import struct
-import zlib
 from dataclasses import dataclass
 from typing import Iterator
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
-from pydicom.filebase import DicomBytesIO
-from pydicom.filewriter import write_dataset
-from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.filereader import read_file_meta_info
+from pydicom.uid import UID, ImplicitVRLittleEndian
+
+from router.net.datasets import encode_dataset
 
 PREAMBLE_LENGTH = 128
 MAGIC = b"DICM"
@@ -29,7 +29,6 @@ _TAG_VR = struct.Struct("<HH2s")
 _SHORT_LENGTH = struct.Struct("<H")
 _LONG_LENGTH = struct.Struct("<2xI")
 _LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"})
-_RAW_DEFLATE = -15  # zlib window bits for a raw DEFLATE stream (no zlib header)
 
 
 @dataclass
@@ -73,7 +72,7 @@ def source_for(dataset_or_path: Dataset | DatasetSource | str | os.PathLike) -> 
         offset = _data_offset(file)
     if offset is None:  # no preamble or file meta: decode it and encode it again
         return _from_dataset(dcmread(path, force=True))
-    meta = dcmread(path, stop_before_pixels=True, specific_tags=[0x00020000]).file_meta
+    meta = read_file_meta_info(path)  # group 0002 only: a deflated data set is never inflated here
     return DatasetSource(
         sop_class_uid=str(meta.MediaStorageSOPClassUID),
         sop_instance_uid=str(meta.MediaStorageSOPInstanceUID),
@@ -114,16 +113,3 @@ def _from_dataset(dataset: Dataset) -> DatasetSource:
         length=len(data),
         data=data,
     )
-
-
-def encode_dataset(dataset: Dataset, syntax: UID) -> bytes:
-    """`dataset` encoded in `syntax` (raw DEFLATE for the deflated syntax), padded to even length."""
-    buffer = DicomBytesIO()
-    buffer.is_little_endian = syntax.is_little_endian
-    buffer.is_implicit_VR = syntax.is_implicit_VR
-    write_dataset(buffer, dataset)
-    data = buffer.getvalue()
-    if syntax == DeflatedExplicitVRLittleEndian:
-        compressor = zlib.compressobj(wbits=_RAW_DEFLATE)
-        data = compressor.compress(data) + compressor.flush()
-    return data + b"\0" if len(data) % 2 else data

@@ -20,7 +20,7 @@ from router.net import evt
 from router.net.dimse import AssembledMessage
 from router.net.dimse_messages import CStoreRQ, CStoreRSP, Priority, status_dataset
 from router.net.sources import source_for
-from router.net.status import describe
+from router.net.status import OUT_OF_RESOURCES, describe
 
 if TYPE_CHECKING:
     from router.net.association import Association
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 LOGGER = logging.getLogger("router.net")
 NO_HANDLER = 0xC211  # Failure (cannot understand): nobody is there to store the instance
 HANDLER_FAILED = 0xC210  # Failure (cannot understand): the handler raised
+MAX_COMMENT_LENGTH = 64  # an Error Comment is LO
 
 
 def send_c_store(
@@ -72,6 +73,10 @@ def serve_c_store(assoc: "Association", request: AssembledMessage) -> None:
     received = request.dataset
     LOGGER.info("Received Store Request (MsgID %d)", message.message_id)
     context = assoc.accepted_context(request.context_id)
+    if received.error is not None:
+        LOGGER.error(f"Refusing {message.affected_sop_instance_uid}: {received.error}")
+        _respond(assoc, request, OUT_OF_RESOURCES, received.error)
+        return
     try:
         answer = assoc.handlers.intervene(
             assoc, evt.EVT_C_STORE, _no_handler, request=message, context=context, received=received
@@ -82,10 +87,16 @@ def serve_c_store(assoc: "Association", request: AssembledMessage) -> None:
         status = HANDLER_FAILED
     finally:
         received.discard()  # a spool file the handler did not keep
+    _respond(assoc, request, status)
+
+
+def _respond(assoc: "Association", request: AssembledMessage, status: int, comment: str = "") -> None:
+    message = request.message
     response = CStoreRSP(
         message.message_id,
         status,
         affected_sop_class_uid=message.affected_sop_class_uid,
         affected_sop_instance_uid=message.affected_sop_instance_uid,
+        error_comment=comment[:MAX_COMMENT_LENGTH],
     )
     assoc.send_message(request.context_id, response)

@@ -1,0 +1,671 @@
+"""The Storage service in process: our AE as SCU and as SCP over loopback.
+
+What the SCP's EVT_C_STORE handler is given (the request, the context, a
+data set decoded only when read, the file meta, the bytes exactly as sent),
+how its answer becomes the SCU's status, the SCU's error when no context
+fits, and where a large data set goes: spooled to `ae.spool_directory` past
+`ae.spool_threshold`, renamed by `save_as` (copied only onto another file
+system, or when saved a second time), removed when the handler does not keep
+it or the association ends mid data set. An SCP that aborts mid data set ends
+the SCU's call at once.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+import pydicom
+import pytest
+from pydicom.dataset import Dataset
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
+
+from router.net import AE, evt
+from router.net.contexts import accept_all_storage
+from router.net.dimse_messages import Priority
+from router.net.sources import DatasetSource, source_for
+from router.net.status import SUCCESS
+from tests.conftest import LOOPBACK, wait_until
+from tests.interop import store_data
+from tests.interop.store_data import CT_IMAGE_STORAGE, MR_IMAGE_STORAGE, SYNTAXES
+
+SCU_TITLE = "STORESCU"
+SCP_TITLE = "STORESCP"
+SMALL_THRESHOLD = 64 << 10  # 64 KiB: the 0.5 MB MR spools, the 10 KB CT does not
+PROMPTLY = 1.0  # seconds: an answer that needs no timer to expire
+CLEANUP_WITHIN = 5.0
+PART_SUFFIX = ".dcm.part"
+HANDLER_FAILED = 0xC210
+NO_HANDLER = 0xC211
+WARNING_COERCION = 0xB000
+WARNING_DOES_NOT_MATCH = 0xB007
+OUT_OF_RESOURCES = 0xA700
+
+
+# ---- helpers ---------------------------------------------------------------------------
+class StoreHandler:
+    """An EVT_C_STORE handler: `observe(event)` runs on the server's thread, then `answer`.
+
+    Observations are kept in `seen`; an exception raised while observing is
+    kept too and re-raised by `check()` on the test's thread.
+    """
+
+    def __init__(self, observe: Callable[[evt.Event], Any] | None = None, answer: Any = SUCCESS) -> None:
+        self.observe = observe or (lambda event: None)
+        self.answer = answer
+        self.seen: list[Any] = []
+        self.errors: list[BaseException] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, event: evt.Event) -> Any:
+        try:
+            observed = self.observe(event)
+        except Exception as exc:  # report it on the test's thread
+            with self.lock:
+                self.errors.append(exc)
+            raise
+        with self.lock:
+            self.seen.append(observed)
+        return self.answer(event) if callable(self.answer) else self.answer
+
+    def check(self) -> None:
+        if self.errors:
+            raise self.errors[0]
+
+
+def scp_ae(spool_directory: Path | None = None, threshold: int | None = None) -> AE:
+    ae = AE(SCP_TITLE)
+    accept_all_storage(ae)
+    ae.acse_timeout = ae.dimse_timeout = 10
+    ae.network_timeout = 30
+    if spool_directory is not None:
+        ae.spool_directory = str(spool_directory)
+    if threshold is not None:
+        ae.spool_threshold = threshold
+    return ae
+
+
+def scu_ae(contexts: list[tuple[str, list[str]]]) -> AE:
+    ae = AE(SCU_TITLE)
+    for abstract_syntax, syntaxes in contexts:
+        ae.add_requested_context(abstract_syntax, syntaxes)
+    ae.acse_timeout = ae.dimse_timeout = 10
+    ae.network_timeout = 30
+    ae.connection_timeout = 5
+    return ae
+
+
+class StorePair:
+    """Our SCP (in-process server) and our SCU, connected by `associate`."""
+
+    def __init__(self, our_server, tmp_path: Path) -> None:
+        self.our_server = our_server
+        self.spool = tmp_path / "spool"
+        self.spool.mkdir()
+        self.stored = tmp_path / "stored"
+        self.stored.mkdir()
+        self.associations = []
+
+    def serve(self, handler: Callable | None = None, threshold: int | None = None, ae: AE | None = None) -> AE:
+        ae = ae or scp_ae(self.spool, threshold)
+        handlers = [] if handler is None else [(evt.EVT_C_STORE, handler)]
+        self.server = self.our_server.start(ae, evt_handlers=handlers)
+        self.scp = ae
+        return ae
+
+    def associate(self, contexts: list[tuple[str, list[str]]] | None = None):
+        # One context per class and syntax: an acceptor accepts one syntax per context.
+        if contexts is None:
+            contexts = [(uid, [ts]) for uid in (CT_IMAGE_STORAGE, MR_IMAGE_STORAGE) for ts in SYNTAXES.values()]
+        assoc = scu_ae(contexts).associate(LOOPBACK, self.server.server_address[1], ae_title=SCP_TITLE)
+        assert assoc.is_established
+        self.associations.append(assoc)
+        return assoc
+
+    def spool_files(self) -> list[Path]:
+        return sorted(self.spool.iterdir())
+
+    def close(self) -> None:
+        for assoc in self.associations:
+            if assoc.is_established:
+                assoc.abort()
+
+
+@pytest.fixture
+def pair(our_server, tmp_path):
+    pair = StorePair(our_server, tmp_path)
+    try:
+        yield pair
+    finally:
+        pair.close()
+
+
+@pytest.fixture(scope="module")
+def instances(tmp_path_factory):
+    """Small and typical instances in each uncompressed syntax (no 50 MB one here)."""
+    library = store_data.library(tmp_path_factory)
+    kinds = (store_data.SMALL, store_data.TYPICAL)
+    return {name: {i.kind: i for i in library.get(name, kinds)} for name in SYNTAXES}
+
+
+def encoded_like_pydicom(ds: Dataset, syntax: str) -> bytes:
+    """What `ds` is in `syntax`, by pydicom's own Part 10 writer (the file meta cut off)."""
+    ds = ds.copy()
+    ds.file_meta = store_data.file_meta_for(ds, syntax)
+    buffer = BytesIO()
+    pydicom.dcmwrite(buffer, ds, enforce_file_format=True)
+    return store_data.split_encoded(buffer.getvalue())[1]
+
+
+def stored_view(event: evt.Event) -> dict[str, Any]:
+    """What a handler can see without decoding the data set."""
+    return {
+        "with_meta": event.encoded_dataset(include_meta=True),
+        "without_meta": event.encoded_dataset(include_meta=False),
+        "context_syntax": str(event.context.transfer_syntax[0]),
+        "context_abstract": str(event.context.abstract_syntax),
+        "request": event.request,
+    }
+
+
+# ---- sending a path or a Dataset ----------------------------------------------------------
+@pytest.mark.parametrize("syntax_name", list(SYNTAXES))
+def test_a_path_arrives_bit_for_bit_in_its_own_syntax(pair, instances, syntax_name):
+    handler = StoreHandler(stored_view)
+    pair.serve(handler)
+    assoc = pair.associate()
+
+    for kind in (store_data.SMALL, store_data.TYPICAL):
+        instance = instances[syntax_name][kind]
+        status = assoc.send_c_store(instance.path)
+        assert status.Status == SUCCESS
+
+    assoc.release()
+    handler.check()
+    assert len(handler.seen) == 2
+    for kind, seen in zip((store_data.SMALL, store_data.TYPICAL), handler.seen):
+        instance = instances[syntax_name][kind]
+        sent = store_data.data_part(instance.path)
+        assert seen["without_meta"] == sent
+        header, data = store_data.split_encoded(seen["with_meta"])
+        assert data == sent
+        assert header.startswith(b"\0" * 128 + b"DICM")
+        assert seen["context_syntax"] == SYNTAXES[syntax_name]
+        assert seen["context_abstract"] == instance.sop_class_uid
+        assert seen["request"].affected_sop_instance_uid == instance.sop_instance_uid
+
+
+@pytest.mark.parametrize("syntax_name", list(SYNTAXES))
+def test_a_dataset_is_sent_in_the_syntax_its_file_meta_names(pair, syntax_name):
+    handler = StoreHandler(stored_view)
+    pair.serve(handler)
+    assoc = pair.associate()
+    ds = store_data.small_ct(seed=11)
+    ds.file_meta = store_data.file_meta_for(ds, SYNTAXES[syntax_name])
+
+    status = assoc.send_c_store(ds)
+
+    assoc.release()
+    handler.check()
+    assert status.Status == SUCCESS
+    (seen,) = handler.seen
+    assert seen["context_syntax"] == SYNTAXES[syntax_name]
+    assert seen["without_meta"] == encoded_like_pydicom(ds, SYNTAXES[syntax_name])
+
+
+def test_a_dataset_without_file_meta_is_sent_implicit_vr_little_endian(pair):
+    handler = StoreHandler(stored_view)
+    pair.serve(handler)
+    assoc = pair.associate()
+    ds = store_data.small_ct(seed=12)
+
+    status = assoc.send_c_store(ds)
+
+    assoc.release()
+    handler.check()
+    assert status.Status == SUCCESS
+    (seen,) = handler.seen
+    assert seen["context_syntax"] == ImplicitVRLittleEndian
+    assert seen["without_meta"] == encoded_like_pydicom(ds, ImplicitVRLittleEndian)
+
+
+# ---- what the handler is given ----------------------------------------------------------
+@pytest.fixture
+def count_decodes(monkeypatch):
+    """Counts the decodes `event.dataset` makes (pydicom's dcmread as the event module calls it)."""
+    calls = []
+    original = evt.dcmread
+
+    def counting(*args, **kwargs):
+        calls.append(args)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(evt, "dcmread", counting)
+    return calls
+
+
+def test_the_data_set_is_not_decoded_unless_the_handler_reads_it(pair, instances, count_decodes):
+    saved = pair.stored / "saved.dcm"
+    handler = StoreHandler(lambda event: (event.encoded_dataset(), event.save_as(saved)))
+    pair.serve(handler)
+    assoc = pair.associate()
+
+    status = assoc.send_c_store(instances["explicit"][store_data.SMALL].path)
+
+    assoc.release()
+    handler.check()
+    assert status.Status == SUCCESS
+    assert count_decodes == []
+    assert store_data.data_part(saved) == store_data.data_part(instances["explicit"][store_data.SMALL].path)
+
+
+def test_the_data_set_is_decoded_once_when_read(pair, instances, count_decodes):
+    def observe(event):
+        first = event.dataset
+        return first, event.dataset, event.file_meta
+
+    handler = StoreHandler(observe)
+    pair.serve(handler)
+    assoc = pair.associate()
+    instance = instances["implicit"][store_data.SMALL]
+
+    assoc.send_c_store(instance.path)
+
+    assoc.release()
+    handler.check()
+    (first, second, meta) = handler.seen[0]
+    assert len(count_decodes) == 1
+    assert first is second
+    assert first == pydicom.dcmread(instance.path)
+    assert meta.MediaStorageSOPInstanceUID == instance.sop_instance_uid
+
+
+@pytest.mark.parametrize("syntax_name", list(SYNTAXES))
+def test_file_meta_of_the_received_instance(pair, instances, syntax_name):
+    handler = StoreHandler(lambda event: (event.file_meta, event.encoded_dataset(include_meta=True)))
+    scp = pair.serve(handler)
+    assoc = pair.associate()
+    instance = instances[syntax_name][store_data.SMALL]
+
+    assoc.send_c_store(instance.path)
+
+    assoc.release()
+    handler.check()
+    meta, encoded = handler.seen[0]
+    assert meta.FileMetaInformationVersion == b"\x00\x01"
+    assert meta.MediaStorageSOPClassUID == instance.sop_class_uid
+    assert meta.MediaStorageSOPInstanceUID == instance.sop_instance_uid
+    assert meta.TransferSyntaxUID == SYNTAXES[syntax_name]
+    assert meta.ImplementationClassUID == scp.implementation_class_uid
+    assert meta.ImplementationVersionName == scp.implementation_version_name
+    assert meta.SourceApplicationEntityTitle == SCU_TITLE
+    reread = pydicom.dcmread(BytesIO(encoded))  # a valid Part 10 file as it stands
+    assert reread.file_meta == meta
+    assert reread.file_meta.FileMetaInformationGroupLength == len(store_data.split_encoded(encoded)[0]) - 132 - 12
+
+
+def test_request_fields_reach_the_scp(pair, instances):
+    handler = StoreHandler(lambda event: event.request)
+    pair.serve(handler)
+    assoc = pair.associate()
+    instance = instances["explicit"][store_data.SMALL]
+
+    moved = assoc.send_c_store(instance.path, msg_id=42, priority=Priority.HIGH, originator_aet="MOVESCU", originator_id=7)
+    plain = assoc.send_c_store(instance.path)
+
+    assoc.release()
+    handler.check()
+    assert moved.Status == plain.Status == SUCCESS
+    with_originator, without = handler.seen
+    assert with_originator.message_id == 42
+    assert with_originator.priority == Priority.HIGH
+    assert with_originator.move_originator_application_entity_title == "MOVESCU"
+    assert with_originator.move_originator_message_id == 7
+    assert with_originator.affected_sop_class_uid == instance.sop_class_uid
+    assert with_originator.affected_sop_instance_uid == instance.sop_instance_uid
+    assert without.priority == Priority.LOW  # send_c_store's default, 2
+    assert not without.move_originator_application_entity_title
+    assert without.move_originator_message_id is None
+
+
+# ---- the handler's answer ------------------------------------------------------------------
+def status_dataset(status: int, comment: str | None = None) -> Dataset:
+    ds = Dataset()
+    ds.Status = status
+    if comment is not None:
+        ds.ErrorComment = comment
+    return ds
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        pytest.param(status_dataset(SUCCESS), SUCCESS, id="dataset-success"),
+        pytest.param(status_dataset(WARNING_COERCION, "coerced"), WARNING_COERCION, id="dataset-warning"),
+        pytest.param(status_dataset(OUT_OF_RESOURCES), OUT_OF_RESOURCES, id="dataset-failure"),
+        pytest.param(SUCCESS, SUCCESS, id="int-success"),
+        pytest.param(WARNING_DOES_NOT_MATCH, WARNING_DOES_NOT_MATCH, id="int-warning"),
+        pytest.param(OUT_OF_RESOURCES, OUT_OF_RESOURCES, id="int-failure"),
+    ],
+)
+def test_the_handler_answer_is_the_status_the_scu_sees(pair, instances, answer, expected):
+    pair.serve(StoreHandler(answer=answer))
+    assoc = pair.associate()
+
+    status = assoc.send_c_store(instances["implicit"][store_data.SMALL].path)
+
+    assert status.Status == expected
+    assoc.release()
+
+
+def test_a_raising_handler_answers_0xC210_and_the_association_goes_on(pair, instances):
+    calls = []
+
+    def answer(event):
+        calls.append(event.request.message_id)
+        if len(calls) == 1:
+            raise RuntimeError("the archive is on fire")
+        return SUCCESS
+
+    pair.serve(StoreHandler(answer=answer))
+    assoc = pair.associate()
+    path = instances["implicit"][store_data.SMALL].path
+
+    failed = assoc.send_c_store(path)
+    stored = assoc.send_c_store(path)
+
+    assert failed.Status == HANDLER_FAILED
+    assert stored.Status == SUCCESS
+    assert assoc.is_established
+    assoc.release()
+
+
+def test_without_a_handler_the_scu_gets_0xC211_promptly(pair, instances):
+    pair.serve(handler=None)
+    assoc = pair.associate()
+
+    start = time.monotonic()
+    status = assoc.send_c_store(instances["implicit"][store_data.SMALL].path)
+    elapsed = time.monotonic() - start
+
+    assert status.Status == NO_HANDLER
+    assert elapsed < PROMPTLY, f"0xC211 took {elapsed:.2f} s"
+    assert assoc.is_established
+    assoc.release()
+
+
+# ---- the SCU's own errors --------------------------------------------------------------------
+def test_value_error_when_the_file_syntax_was_not_accepted(pair, instances):
+    pair.serve(StoreHandler())
+    assoc = pair.associate([(CT_IMAGE_STORAGE, [ExplicitVRLittleEndian])])
+
+    with pytest.raises(ValueError) as raised:
+        assoc.send_c_store(instances["implicit"][store_data.SMALL].path)
+
+    assert str(raised.value) == (
+        "No presentation context for 'CT Image Storage' has been accepted by the peer "
+        "with 'Implicit VR Little Endian' transfer syntax for the SCU role"
+    )
+    assert assoc.is_established  # nothing was sent: the association is still usable
+    assert assoc.send_c_store(instances["explicit"][store_data.SMALL].path).Status == SUCCESS
+    assoc.release()
+
+
+def test_value_error_when_the_sop_class_was_not_accepted(pair, instances):
+    pair.serve(StoreHandler())
+    assoc = pair.associate([(CT_IMAGE_STORAGE, [ImplicitVRLittleEndian])])
+
+    with pytest.raises(ValueError, match="No presentation context for 'MR Image Storage'"):
+        assoc.send_c_store(instances["implicit"][store_data.TYPICAL].path)
+    assoc.release()
+
+
+# ---- spooling --------------------------------------------------------------------------------
+def spool_snapshot(spool: Path) -> Callable[[evt.Event], list[tuple[str, int]]]:
+    """Observe which files the spool folder holds while the handler runs."""
+    return lambda event: [(path.name, path.stat().st_size) for path in sorted(spool.iterdir())]
+
+
+def test_a_data_set_below_the_threshold_is_not_spooled(pair, instances):
+    handler = StoreHandler(spool_snapshot(pair.spool))
+    pair.serve(handler, threshold=SMALL_THRESHOLD)
+    assoc = pair.associate()
+
+    assert assoc.send_c_store(instances["explicit"][store_data.SMALL].path).Status == SUCCESS
+
+    assoc.release()
+    handler.check()
+    assert handler.seen == [[]]
+
+
+@pytest.mark.parametrize("syntax_name", list(SYNTAXES))
+def test_a_large_data_set_is_spooled_and_save_as_renames_it(pair, instances, syntax_name):
+    instance = instances[syntax_name][store_data.TYPICAL]
+    target = pair.stored / f"{instance.sop_instance_uid}.dcm"
+
+    def observe(event):
+        spooled = sorted(pair.spool.iterdir())
+        before = [os.stat(path) for path in spooled]
+        event.save_as(target)
+        after = os.stat(target)
+        return spooled, before, after, sorted(pair.spool.iterdir())
+
+    handler = StoreHandler(observe)
+    pair.serve(handler, threshold=SMALL_THRESHOLD)
+    assoc = pair.associate()
+
+    status = assoc.send_c_store(instance.path)
+
+    assoc.release()
+    handler.check()
+    assert status.Status == SUCCESS
+    spooled, before, after, left = handler.seen[0]
+    assert len(spooled) == 1 and spooled[0].name.endswith(PART_SUFFIX), spooled
+    assert (after.st_ino, after.st_dev) == (before[0].st_ino, before[0].st_dev)  # a rename, not a copy
+    assert left == []
+    assert store_data.data_part(target) == store_data.data_part(instance.path)
+    meta = store_data.read_meta(target)
+    assert meta.MediaStorageSOPInstanceUID == instance.sop_instance_uid
+    assert meta.TransferSyntaxUID == SYNTAXES[syntax_name]
+    assert pair.spool_files() == []
+
+
+def test_a_spooled_data_set_reads_like_one_in_memory(pair, instances):
+    instance = instances["deflated"][store_data.TYPICAL]
+    handler = StoreHandler(lambda event: (len(list(pair.spool.iterdir())), event.encoded_dataset(False), event.dataset))
+    pair.serve(handler, threshold=SMALL_THRESHOLD)
+    assoc = pair.associate()
+
+    assert assoc.send_c_store(instance.path).Status == SUCCESS
+
+    assoc.release()
+    handler.check()
+    spooled, encoded, dataset = handler.seen[0]
+    assert spooled == 1
+    assert encoded == store_data.data_part(instance.path)
+    assert dataset == pydicom.dcmread(instance.path)
+    assert dataset.file_meta.TransferSyntaxUID == DeflatedExplicitVRLittleEndian
+    assert pair.spool_files() == []
+
+
+def _raise(event):
+    raise RuntimeError("handler failed after looking")
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        pytest.param(SUCCESS, SUCCESS, id="answers-without-saving"),
+        pytest.param(_raise, HANDLER_FAILED, id="raises"),
+    ],
+)
+def test_an_unsaved_spool_file_is_removed_after_the_handler(pair, instances, answer, expected):
+    handler = StoreHandler(spool_snapshot(pair.spool), answer=answer)
+    pair.serve(handler, threshold=SMALL_THRESHOLD)
+    assoc = pair.associate()
+
+    status = assoc.send_c_store(instances["implicit"][store_data.TYPICAL].path)
+
+    assert status.Status == expected
+    assert pair.spool_files() == []  # already gone when the response arrived
+    assoc.release()
+    handler.check()
+    ((name, _),) = handler.seen[0]
+    assert name.endswith(PART_SUFFIX)
+
+
+def test_without_a_handler_a_spooled_data_set_is_removed(pair, instances):
+    pair.serve(handler=None, threshold=SMALL_THRESHOLD)
+    assoc = pair.associate()
+
+    status = assoc.send_c_store(instances["implicit"][store_data.TYPICAL].path)
+
+    assert status.Status == NO_HANDLER
+    assert pair.spool_files() == []
+    assoc.release()
+
+
+# ---- an association that ends mid data set --------------------------------------------------
+class CutShort(Exception):
+    """Raised by the test's data source once the association has been cut."""
+
+
+def interrupted_source(path: Path, cut: Callable[[], None], after_blocks: int = 4, block: int = 32 << 10) -> DatasetSource:
+    """The file's source, whose blocks stop after `after_blocks`: `cut()` runs, then CutShort."""
+    source = source_for(path)
+
+    def blocks(size: int = block):
+        for index, piece in enumerate(DatasetSource.blocks(source, block)):
+            if index == after_blocks:
+                cut()
+                raise CutShort
+            yield piece
+
+    source.blocks = blocks  # type: ignore[method-assign]
+    return source
+
+
+def wait_for_part_file(spool: Path) -> None:
+    assert wait_until(lambda: any(p.name.endswith(PART_SUFFIX) for p in spool.iterdir()), CLEANUP_WITHIN), (
+        "the receiver never spooled the data set"
+    )
+
+
+@pytest.mark.parametrize("how", ["a-abort", "connection-lost"])
+def test_an_association_cut_mid_data_set_leaves_no_part_file(pair, instances, how):
+    handler = StoreHandler()
+    ended = threading.Event()
+    scp = pair.serve(handler, threshold=SMALL_THRESHOLD)
+    pair.server.handlers.bind(evt.EVT_CONN_CLOSE, lambda event: ended.set())
+    assoc = pair.associate()
+
+    def cut():
+        wait_for_part_file(pair.spool)
+        if how == "a-abort":
+            assoc.abort()
+        else:
+            assoc.link.close()  # the TCP connection drops without an A-ABORT
+
+    with pytest.raises(CutShort):
+        assoc.send_c_store(interrupted_source(instances["explicit"][store_data.TYPICAL].path, cut))
+
+    assert ended.wait(CLEANUP_WITHIN), "the server did not see the association end"
+    assert wait_until(lambda: pair.spool_files() == [], CLEANUP_WITHIN), pair.spool_files()
+    assert handler.seen == []
+    assert wait_until(lambda: scp.active_associations == [], CLEANUP_WITHIN)
+
+
+def test_server_shutdown_mid_data_set_leaves_no_part_file(pair, instances):
+    scp = pair.serve(StoreHandler(), threshold=SMALL_THRESHOLD)
+    assoc = pair.associate()
+
+    def cut():
+        wait_for_part_file(pair.spool)
+        scp.shutdown()  # aborts the association it is receiving on
+
+    with pytest.raises(CutShort):
+        assoc.send_c_store(interrupted_source(instances["explicit"][store_data.TYPICAL].path, cut))
+
+    assert wait_until(lambda: pair.spool_files() == [], CLEANUP_WITHIN), pair.spool_files()
+
+
+@pytest.fixture
+def other_file_system(tmp_path):
+    """A folder on another file system than the test's (tmpfs), removed afterwards."""
+    candidate = Path("/dev/shm")
+    if not candidate.is_dir() or candidate.stat().st_dev == tmp_path.stat().st_dev:
+        pytest.skip("no folder on another file system than the test's")
+    folder = Path(tempfile.mkdtemp(prefix="store-test-", dir=candidate))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_save_as_onto_another_file_system_moves_the_spool_file(pair, instances, other_file_system):
+    instance = instances["explicit"][store_data.TYPICAL]
+    target = other_file_system / f"{instance.sop_instance_uid}.dcm"
+    handler = StoreHandler(lambda event: event.save_as(target))
+    pair.serve(handler, threshold=SMALL_THRESHOLD)
+    assoc = pair.associate()
+
+    status = assoc.send_c_store(instance.path)
+
+    assoc.release()
+    handler.check()
+    assert status.Status == SUCCESS
+    assert store_data.data_part(target) == store_data.data_part(instance.path)
+    assert store_data.read_meta(target).MediaStorageSOPInstanceUID == instance.sop_instance_uid
+    assert pair.spool_files() == []
+
+
+@pytest.mark.parametrize("kind", [store_data.SMALL, store_data.TYPICAL], ids=["in-memory", "spooled"])
+def test_save_as_twice_keeps_both_files(pair, instances, kind):
+    instance = instances["implicit"][kind]
+    first, second = pair.stored / "first.dcm", pair.stored / "second.dcm"
+
+    def observe(event):
+        event.save_as(first)
+        event.save_as(second)
+        return len(list(pair.spool.iterdir()))
+
+    handler = StoreHandler(observe)
+    pair.serve(handler, threshold=SMALL_THRESHOLD)
+    assoc = pair.associate()
+
+    assert assoc.send_c_store(instance.path).Status == SUCCESS
+
+    assoc.release()
+    handler.check()
+    sent = store_data.data_part(instance.path)
+    assert store_data.data_part(first) == sent
+    assert store_data.data_part(second) == sent
+    assert first.read_bytes() == second.read_bytes()
+    assert pair.spool_files() == []
+
+
+def test_a_data_set_the_scp_cannot_spool_gets_out_of_resources_and_the_association_goes_on(pair, tmp_path):
+    big = store_data.write_streamed_instance(tmp_path / "big.dcm", 32 << 20)
+    scp = scp_ae(pair.spool / "missing", SMALL_THRESHOLD)  # spooling fails: nowhere to write
+    pair.serve(StoreHandler(), ae=scp)
+    assoc = pair.associate([(store_data.MULTIFRAME_BYTE_SC_STORAGE, [ExplicitVRLittleEndian])])
+
+    start = time.monotonic()
+    status = assoc.send_c_store(big.instance.path)
+    elapsed = time.monotonic() - start
+
+    assert status.Status == 0xA700  # Refused: out of resources
+    assert "cannot spool" in status.ErrorComment
+    assert elapsed < PROMPTLY + 5, f"the SCU took {elapsed:.2f} s"
+    assert assoc.is_established  # the SCP read the rest, answered and goes on
