@@ -23,6 +23,17 @@ def add_output_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("-d", "--debug", action="store_true", help="debug mode, print debug information")
 
 
+def server_parser(prog: str, description: str, ae_title: str) -> argparse.ArgumentParser:
+    """A parser with what every SCP app takes: the port, -q/-v/-d, -aet, -ba, the association limit."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("port", type=int, help="TCP/IP port to listen on")
+    add_output_options(parser)
+    parser.add_argument("-aet", "--ae-title", default=ae_title, help="our AE title")
+    parser.add_argument("-ba", "--bind-address", default="", help="address to listen on (default: all)")
+    parser.add_argument("--max-associations", type=int, default=10, help="associations served at once")
+    return parser
+
+
 def add_timeout_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-to", "--connection-timeout", type=float, metavar="[s]econds", help="timeout for connection requests")
     parser.add_argument("-ta", "--acse-timeout", type=float, default=30.0, metavar="[s]econds", help="timeout for ACSE messages")

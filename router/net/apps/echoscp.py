@@ -6,18 +6,13 @@ import argparse
 import sys
 
 from router.net.ae import AE
-from router.net.apps.common import add_output_options, add_syntax_options, add_timeout_options
+from router.net.apps.common import add_syntax_options, add_timeout_options, server_parser
 from router.net.apps.common import chosen_syntaxes, configure_timeouts, setup_logging
 from router.net.presentation import VERIFICATION_SOP_CLASS
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="echoscp", description="Answer C-ECHO requests from DICOM peers")
-    parser.add_argument("port", type=int, help="TCP/IP port to listen on")
-    add_output_options(parser)
-    parser.add_argument("-aet", "--ae-title", default="ECHOSCP", help="our AE title")
-    parser.add_argument("-ba", "--bind-address", default="", help="address to listen on (default: all)")
-    parser.add_argument("--max-associations", type=int, default=10, help="associations served at once")
+    parser = server_parser("echoscp", "Answer C-ECHO requests from DICOM peers", "ECHOSCP")
     add_timeout_options(parser)
     add_syntax_options(parser, "accept")
     return parser.parse_args(argv)

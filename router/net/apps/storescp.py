@@ -14,7 +14,7 @@ import sys
 
 from router.net import evt
 from router.net.ae import AE
-from router.net.apps.common import add_output_options, add_timeout_options, configure_timeouts, setup_logging
+from router.net.apps.common import add_timeout_options, configure_timeouts, server_parser, setup_logging
 from router.net.contexts import ALL_TRANSFER_SYNTAXES
 from router.net.presentation import VERIFICATION_SOP_CLASS
 from router.net.sop_class import STORAGE_SOP_CLASSES
@@ -25,14 +25,9 @@ FILE_SUFFIX = ".dcm"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="storescp", description="Receive and store DICOM instances")
-    parser.add_argument("port", type=int, help="TCP/IP port to listen on")
-    add_output_options(parser)
-    parser.add_argument("-aet", "--ae-title", default="STORESCP", help="our AE title")
-    parser.add_argument("-ba", "--bind-address", default="", help="address to listen on (default: all)")
+    parser = server_parser("storescp", "Receive and store DICOM instances", "STORESCP")
     parser.add_argument("-od", "--output-directory", default=".", help="where to write the received files")
     parser.add_argument("--ignore", action="store_true", help="receive the data but store nothing")
-    parser.add_argument("--max-associations", type=int, default=10, help="associations served at once")
     add_timeout_options(parser)
     return parser.parse_args(argv)
 
