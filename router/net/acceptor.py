@@ -89,10 +89,7 @@ class AcceptorAssociation(Association):
     def _decide(self, request: AssociateRQ) -> None:
         info = request.user_information
         self.requestor.ae_title = request.calling_ae_title
-        self.requestor.maximum_length = info.maximum_length
-        self.requestor.implementation_class_uid = info.implementation_class_uid
-        self.requestor.implementation_version_name = info.implementation_version_name
-        self.requestor.user_identity = info.user_identity
+        self.requestor.describe_from(info)
         LOGGER.info("Association Received")
         LOGGER.debug("Request Parameters:")
         log_lines(logging.DEBUG, summarize_request, request, outgoing=False)

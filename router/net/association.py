@@ -53,6 +53,13 @@ class ServiceUser:
     user_identity: Any = None
     role_selection: dict | None = None
 
+    def describe_from(self, info: Any) -> None:
+        """Take what the side said of itself in its A-ASSOCIATE user information."""
+        self.maximum_length = info.maximum_length
+        self.implementation_class_uid = info.implementation_class_uid
+        self.implementation_version_name = info.implementation_version_name
+        self.user_identity = info.user_identity
+
 
 class Association:
     """An association with a peer; see the module docstring."""

@@ -80,10 +80,7 @@ class RequestorAssociation(Association):
     def _accepted(self, indication: AssociationAccepted) -> None:
         accept = indication.accept
         info = accept.user_information
-        self.acceptor.maximum_length = info.maximum_length
-        self.acceptor.implementation_class_uid = info.implementation_class_uid
-        self.acceptor.implementation_version_name = info.implementation_version_name
-        self.acceptor.user_identity = info.user_identity
+        self.acceptor.describe_from(info)
         contexts = contexts_from_accept(self._proposed, accept, self.ext_neg)
         self.accepted_contexts = [c for c in contexts if c.accepted]
         self.rejected_contexts = [c for c in contexts if not c.accepted]

@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
+from pydicom.dataset import Dataset
+
 from router.net import sop_class
 
 
@@ -267,3 +269,10 @@ def _as_service(service: Service | str) -> Service:
             return member
     known = ", ".join(member.name.lower() for member in Service)
     raise ValueError(f"Unknown service {service!r}: expected one of {known}")
+
+
+def status_of(answer: object, missing: int) -> int:
+    """The status a handler answered: an int, or a Dataset whose Status is used (`missing` if absent)."""
+    if isinstance(answer, Dataset):
+        return int(answer.get("Status", missing))
+    return int(answer)  # type: ignore[call-overload]

@@ -18,7 +18,7 @@ from router.net import evt
 from router.net.datasets import decode_dataset, encode_dataset
 from router.net.dimse import AssembledMessage
 from router.net.dimse_messages import CCancelRQ, CFindRQ, CFindRSP, Priority, status_dataset
-from router.net.status import CANCEL, SUCCESS, StatusClass, classify
+from router.net.status import CANCEL, SUCCESS, StatusClass, classify, status_of
 
 if TYPE_CHECKING:
     from router.net.association import Association
@@ -102,7 +102,7 @@ def _run_handler(assoc, message, context, syntax, data, is_cancelled, respond) -
         for status, match in matches:
             if is_cancelled():
                 return CANCEL
-            code = int(status.get("Status", UNABLE_TO_PROCESS)) if isinstance(status, Dataset) else int(status)
+            code = status_of(status, UNABLE_TO_PROCESS)
             if classify(code) is not StatusClass.PENDING:
                 return code
             respond(code, match)

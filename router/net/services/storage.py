@@ -20,7 +20,7 @@ from router.net import evt
 from router.net.dimse import AssembledMessage
 from router.net.dimse_messages import CStoreRQ, CStoreRSP, Priority, status_dataset
 from router.net.sources import source_for
-from router.net.status import OUT_OF_RESOURCES, describe
+from router.net.status import OUT_OF_RESOURCES, describe, status_of
 
 if TYPE_CHECKING:
     from router.net.association import Association
@@ -81,7 +81,7 @@ def serve_c_store(assoc: "Association", request: AssembledMessage) -> None:
         answer = assoc.handlers.intervene(
             assoc, evt.EVT_C_STORE, _no_handler, request=message, context=context, received=received
         )
-        status = int(answer.get("Status", HANDLER_FAILED)) if isinstance(answer, Dataset) else int(answer)
+        status = status_of(answer, HANDLER_FAILED)
     except Exception:
         LOGGER.exception("Exception in the handler bound to 'EVT_C_STORE'")
         status = HANDLER_FAILED

@@ -11,7 +11,7 @@ from router.net import evt
 from router.net.dimse import AssembledMessage
 from router.net.dimse_messages import CEchoRQ, CEchoRSP, status_dataset
 from router.net.presentation import VERIFICATION_SOP_CLASS
-from router.net.status import PROCESSING_FAILURE, SUCCESS, describe
+from router.net.status import PROCESSING_FAILURE, SUCCESS, describe, status_of
 
 if TYPE_CHECKING:
     from router.net.association import Association
@@ -39,13 +39,6 @@ def _default_echo(event: evt.Event) -> int:
     return SUCCESS
 
 
-def _status_of(answer: object) -> int:
-    """A handler may return an int status or a Dataset with a Status element."""
-    if isinstance(answer, Dataset):
-        return int(answer.get("Status", PROCESSING_FAILURE))
-    return int(answer)  # type: ignore[call-overload]
-
-
 def serve_c_echo(assoc: "Association", request: AssembledMessage) -> None:
     """Answer a C-ECHO-RQ with the status EVT_C_ECHO's handler returns (default Success)."""
     message = request.message
@@ -53,7 +46,7 @@ def serve_c_echo(assoc: "Association", request: AssembledMessage) -> None:
     context = assoc.accepted_context(request.context_id)
     try:
         answer = assoc.handlers.intervene(assoc, evt.EVT_C_ECHO, _default_echo, request=message, context=context)
-        status = _status_of(answer)
+        status = status_of(answer, PROCESSING_FAILURE)
     except Exception:
         LOGGER.exception("Exception in the handler bound to 'EVT_C_ECHO'")
         status = PROCESSING_FAILURE
