@@ -1,0 +1,5 @@
+"""`python -m router`: the same command line as `router`."""
+
+from router.cli import main
+
+main()
