@@ -176,14 +176,19 @@ class AE:
         contexts: Sequence[PresentationContext] | None = None,
         evt_handlers: Sequence | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        reuse_port: bool = False,
     ) -> AssociationServer | None:
-        """Serve associations on `address`; returns the running server when `block` is False."""
+        """Serve associations on `address`; returns the running server when `block` is False.
+
+        With `reuse_port`, several processes may listen on the same port and
+        the kernel spreads the connections among them (SO_REUSEPORT).
+        """
         title = self.ae_title if ae_title is None else validate_ae_title(ae_title)
         supported = list(self._supported if contexts is None else contexts)
         if not supported:
             raise ValueError("At least one supported presentation context is required to start a server")
         cls = AssociationServer if block else ThreadedAssociationServer
-        server = cls(self, address, title, supported, evt_handlers, ssl_context)
+        server = cls(self, address, title, supported, evt_handlers, ssl_context, reuse_port)
         with self._lock:
             self._servers.append(server)
         if not block:

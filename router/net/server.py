@@ -14,6 +14,7 @@ import selectors
 import socket
 import ssl
 import threading
+import time
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from router.net import evt
@@ -41,6 +42,7 @@ class AssociationServer:
         contexts: Sequence[PresentationContext],
         handlers: Sequence | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        reuse_port: bool = False,
     ) -> None:
         self.ae = ae
         self.ae_title = ae_title
@@ -52,9 +54,10 @@ class AssociationServer:
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._stopping = threading.Event()
+        self._finished = False
         self._accept_thread: threading.Thread | None = None
         self._wake_read, self._wake_write = socket.socketpair()
-        self.socket = socket.create_server(address, backlog=LISTEN_BACKLOG, reuse_port=False)
+        self.socket = socket.create_server(address, backlog=LISTEN_BACKLOG, reuse_port=reuse_port)
 
     @property
     def server_address(self) -> tuple[str, int]:
@@ -182,31 +185,59 @@ class AssociationServer:
 
     def shutdown(self) -> None:
         """Stop accepting, abort every active association, and wait for their threads."""
+        self._stop_accepting()
+        self._finish()
+
+    def drain(self, timeout: float) -> bool:
+        """Stop accepting, give open associations up to `timeout` s to end, then shut down.
+
+        True if every association ended on its own. The listening socket closes
+        at once, so a sibling server sharing the port (`reuse_port`) takes the
+        new connections meanwhile.
+        """
+        self._stop_accepting()
+        finished = self._join_associations(timeout)
+        self._finish()
+        return finished
+
+    def _stop_accepting(self) -> None:
+        """Close the listening socket (once)."""
         if self._stopping.is_set():
             return
         self._stopping.set()
         self._wake_write.send(b"\0")
         if self._accept_thread is not None and self._accept_thread is not threading.current_thread():
             self._accept_thread.join(JOIN_TIMEOUT)
+        self.socket.close()
+
+    def _finish(self) -> None:
+        """Abort what is still open and wait for its threads (once)."""
+        with self._lock:
+            if self._finished:
+                return
+            self._finished = True
+            handshaking = list(self._handshaking)
         for assoc in self.active_associations:
             if assoc.link is not None:
                 assoc.link.interrupt()
-        with self._lock:
-            threads = list(self._threads)
-            handshaking = list(self._handshaking)
         for tls in handshaking:
             try:  # the plain socket's shutdown: it wakes the handshake's blocking read at once
                 socket.socket.shutdown(tls, socket.SHUT_RDWR)
             except OSError:
                 pass
-        for thread in threads:
-            if thread is not threading.current_thread():
-                thread.join(JOIN_TIMEOUT)
-        self.socket.close()
+        self._join_associations(JOIN_TIMEOUT)
         self._wake_read.close()
         self._wake_write.close()
         self.ae.server_stopped(self)
 
+    def _join_associations(self, timeout: float) -> bool:
+        """Wait up to `timeout` s for the association threads; True if all ended."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            threads = [thread for thread in self._threads if thread is not threading.current_thread()]
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return not any(thread.is_alive() for thread in threads)
 
 
 class ThreadedAssociationServer(AssociationServer):
