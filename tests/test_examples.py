@@ -154,6 +154,15 @@ def test_tls_scp(certificates):
         process.wait(RUN_TIMEOUT)
 
 
+def test_storage_commitment_reports_on_the_same_and_on_a_new_association():
+    result = run_example("storage_commitment.py")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines.count("N-ACTION status: 0x0000") == 2, result.stdout
+    assert "Report on the same association: event type 1, 2 committed, 0 failed" in lines, result.stdout
+    assert "Report on the new association: event type 2, 1 committed, 1 failed" in lines, result.stdout
+
+
 def test_start_server_blocking_serves_until_interrupted():
     process = subprocess.Popen([sys.executable, str(EXAMPLES / "start_server.py")], stderr=subprocess.PIPE, text=True)
     try:

@@ -51,6 +51,7 @@ class AcceptorAssociation(Association):
         self.admitted = False  # holds one of the AE's association slots (see server.at_limit)
         self.requestor.address, self.requestor.port = address[:2]
         self.acceptor.ae_title = server.ae_title
+        self.called_ae_title = ""  # the title the requestor called: ours, or any when require_called_aet is off
         self.acceptor.address, self.acceptor.port = sock.getsockname()[:2]
         self.acceptor.maximum_length = self.ae.maximum_pdu_size
         connection = Connection(
@@ -89,6 +90,7 @@ class AcceptorAssociation(Association):
     def _decide(self, request: AssociateRQ) -> None:
         info = request.user_information
         self.requestor.ae_title = request.calling_ae_title
+        self.called_ae_title = request.called_ae_title
         self.requestor.describe_from(info)
         LOGGER.info("Association Received")
         LOGGER.debug("Request Parameters:")

@@ -31,7 +31,7 @@ from router.net.pdu import PDataTF
 from router.net.presentation import PresentationContext, uid_name
 from router.net.received import SpoolingSink, build_file_meta, encode_file_header
 from router.net.sources import DatasetSource
-from router.net.services import query, serve_request, storage, verification
+from router.net.services import normalized, query, retrieve, serve_request, storage, verification
 
 if TYPE_CHECKING:
     from router.net.ae import AE
@@ -86,6 +86,7 @@ class Association:
         self._responses: dict[int, deque[AssembledMessage]] = {}
         self._assembler = MessageAssembler(self._dataset_sink)
         self._close_notified = False
+        self._messages_received = 0  # every DIMSE message the peer sent, for the response timeout
         self.cancelled_requests: set[int] = set()  # message IDs the peer sent a C-CANCEL for
 
     def attach(self, link: Link) -> None:
@@ -263,14 +264,19 @@ class Association:
         return SpoolingSink(encode_file_header(meta), self.ae.spool_directory, self.ae.spool_threshold)
 
     def receive_response(self, message_id: int, timeout: float | None) -> AssembledMessage | None:
-        """Wait for the response to `message_id`; None on timeout (then abort) or loss of the association."""
+        """Wait for the response to `message_id`; None on timeout (then abort) or loss of the association.
 
+        The timeout counts from the last message the peer sent: the C-STOREs of
+        a C-GET keep a long retrieve alive between its responses.
+        """
         responses = self._responses
-        if not self.run_until(lambda: message_id in responses, timeout):
-            if self.is_established:
-                LOGGER.error("DIMSE timeout: no response from the peer, aborting")
-                self.abort()
-            return None
+        while message_id not in responses:
+            heard = self._messages_received
+            if not self.run_until(lambda: message_id in responses or self._messages_received != heard, timeout):
+                if self.is_established:
+                    LOGGER.error("DIMSE timeout: no response from the peer, aborting")
+                    self.abort()
+                return None
         waiting = responses[message_id]
         response = waiting.popleft()
         if not waiting:
@@ -292,6 +298,38 @@ class Association:
     def send_c_cancel(self, msg_id, context_id=None, query_model=None) -> None:
         """C-CANCEL the request with message ID `msg_id`."""
         query.send_c_cancel(self, msg_id, context_id, query_model)
+
+    def send_c_get(self, dataset, query_model, msg_id=None, priority=2):
+        """C-GET: a generator of (status, identifier); the instances arrive as C-STOREs on this association."""
+        return retrieve.send_c_get(self, dataset, query_model, msg_id, priority)
+
+    def send_c_move(self, dataset, move_aet, query_model, msg_id=None, priority=2):
+        """C-MOVE to the AE titled `move_aet`: a generator of (status, identifier)."""
+        return retrieve.send_c_move(self, dataset, move_aet, query_model, msg_id, priority)
+
+    def send_n_event_report(self, dataset, event_type, class_uid, instance_uid, msg_id=None, meta_uid=None):
+        """N-EVENT-REPORT: return (status, event reply) from the peer."""
+        return normalized.send_n_event_report(self, dataset, event_type, class_uid, instance_uid, msg_id, meta_uid)
+
+    def send_n_get(self, identifier_list, class_uid, instance_uid, msg_id=None, meta_uid=None):
+        """N-GET the attributes tagged in `identifier_list`: return (status, attribute list)."""
+        return normalized.send_n_get(self, identifier_list, class_uid, instance_uid, msg_id, meta_uid)
+
+    def send_n_set(self, dataset, class_uid, instance_uid, msg_id=None, meta_uid=None):
+        """N-SET with the modification list `dataset`: return (status, attribute list)."""
+        return normalized.send_n_set(self, dataset, class_uid, instance_uid, msg_id, meta_uid)
+
+    def send_n_action(self, dataset, action_type, class_uid, instance_uid, msg_id=None, meta_uid=None):
+        """N-ACTION: return (status, action reply)."""
+        return normalized.send_n_action(self, dataset, action_type, class_uid, instance_uid, msg_id, meta_uid)
+
+    def send_n_create(self, dataset, class_uid, instance_uid=None, msg_id=None, meta_uid=None):
+        """N-CREATE: return (status, attribute list)."""
+        return normalized.send_n_create(self, dataset, class_uid, instance_uid, msg_id, meta_uid)
+
+    def send_n_delete(self, class_uid, instance_uid, msg_id=None, meta_uid=None):
+        """N-DELETE: return the status Dataset."""
+        return normalized.send_n_delete(self, class_uid, instance_uid, msg_id, meta_uid)
 
     # ---- the loop ---------------------------------------------------------
     def run_until(self, done: Callable[[], bool], timeout: float | None) -> bool:
@@ -353,6 +391,7 @@ class Association:
             self.abort()
             return
         message = assembled.message
+        self._messages_received += 1
         self.notify(evt.EVT_DIMSE_RECV, message=message, context_id=assembled.context_id)
         if message.is_response:
             answered = message.message_id_being_responded_to

@@ -16,6 +16,10 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
 
 from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pydicom.tag import BaseTag, Tag
+
+from router.net.datasets import decode_dataset
 
 LOGGER = logging.getLogger("router.net")
 
@@ -69,6 +73,14 @@ EVT_FSM_TRANSITION = _notification("EVT_FSM_TRANSITION", "State machine transiti
 EVT_C_ECHO = _intervention("EVT_C_ECHO", "C-ECHO request received")
 EVT_C_STORE = _intervention("EVT_C_STORE", "C-STORE request received")
 EVT_C_FIND = _intervention("EVT_C_FIND", "C-FIND request received")
+EVT_C_GET = _intervention("EVT_C_GET", "C-GET request received")
+EVT_C_MOVE = _intervention("EVT_C_MOVE", "C-MOVE request received")
+EVT_N_EVENT_REPORT = _intervention("EVT_N_EVENT_REPORT", "N-EVENT-REPORT request received")
+EVT_N_GET = _intervention("EVT_N_GET", "N-GET request received")
+EVT_N_SET = _intervention("EVT_N_SET", "N-SET request received")
+EVT_N_ACTION = _intervention("EVT_N_ACTION", "N-ACTION request received")
+EVT_N_CREATE = _intervention("EVT_N_CREATE", "N-CREATE request received")
+EVT_N_DELETE = _intervention("EVT_N_DELETE", "N-DELETE request received")
 EVT_USER_ID = _intervention("EVT_USER_ID", "User identity negotiation requested")
 EVT_SOP_EXTENDED = _intervention("EVT_SOP_EXTENDED", "SOP class extended negotiation requested")
 EVT_SOP_COMMON = _intervention("EVT_SOP_COMMON", "SOP class common extended negotiation requested")
@@ -119,6 +131,53 @@ class Event:
     def save_as(self, path: Any) -> None:
         """Store the instance as a Part 10 file at `path`, bit for bit as received."""
         self.received.save_as(path)
+
+    # ---- a DIMSE-N request (EVT_N_*) ----------------------------------------
+    @property
+    def attribute_list(self) -> Dataset:
+        """N-CREATE's Attribute List or N-SET's Modification List, decoded on first use (empty if none came)."""
+        return self._request_data_set()
+
+    modification_list = attribute_list  # pynetdicom's name for N-SET's
+
+    @property
+    def action_information(self) -> Dataset:
+        """N-ACTION's Action Information, decoded on first use (empty if none came)."""
+        return self._request_data_set()
+
+    @property
+    def event_information(self) -> Dataset:
+        """N-EVENT-REPORT's Event Information, decoded on first use (empty if none came)."""
+        return self._request_data_set()
+
+    @property
+    def action_type(self) -> int:
+        """N-ACTION's Action Type ID."""
+        return self.request.action_type_id
+
+    @property
+    def event_type(self) -> int:
+        """N-EVENT-REPORT's Event Type ID."""
+        return self.request.event_type_id
+
+    @property
+    def attribute_identifiers(self) -> list[BaseTag]:
+        """N-GET's Attribute Identifier List as pydicom tags (empty: every attribute)."""
+        return [Tag(tag) for tag in self.request.attribute_identifier_list]
+
+    def after_response(self, call: Callable[[], Any]) -> None:
+        """Run `call()` on the association's thread once the response to this request is sent (EVT_N_*).
+
+        How a Storage Commitment SCP reports on the association of its N-ACTION:
+        `event.after_response(lambda: event.assoc.send_n_event_report(...))`.
+        """
+        self._followups.append(call)
+
+    def _request_data_set(self) -> Dataset:
+        if "_decoded_data" not in self.__dict__:
+            data = self._data
+            self._decoded_data = decode_dataset(data, self.context.transfer_syntax[0]) if data else Dataset()
+        return self._decoded_data
 
     def __repr__(self) -> str:
         return f"<Event {self.event.name}>"

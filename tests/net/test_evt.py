@@ -35,6 +35,7 @@ NOTIFICATIONS = [
     "EVT_DATA_SENT", "EVT_FSM_TRANSITION",
 ]  # fmt: skip
 INTERVENTIONS = ["EVT_C_ECHO", "EVT_C_STORE", "EVT_C_FIND", "EVT_USER_ID", "EVT_SOP_EXTENDED", "EVT_SOP_COMMON", "EVT_ASYNC_OPS"]
+INTERVENTIONS += ["EVT_C_GET", "EVT_C_MOVE", "EVT_N_EVENT_REPORT", "EVT_N_GET", "EVT_N_SET", "EVT_N_ACTION", "EVT_N_CREATE", "EVT_N_DELETE"]
 
 
 # ---- event types ------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Callable
 
 from router.net.dimse import AssembledMessage
 from router.net.dimse_messages import MESSAGE_TYPES, RESPONSE_BIT, CommandField
-from router.net.services import query, storage, verification
+from router.net.services import normalized, query, retrieve, storage, verification
 from router.net.status import UNRECOGNIZED_OPERATION
 
 if TYPE_CHECKING:
@@ -26,6 +26,14 @@ SERVICES: dict[CommandField, Callable[["Association", AssembledMessage], None]] 
     CommandField.C_STORE_RQ: storage.serve_c_store,
     CommandField.C_FIND_RQ: query.serve_c_find,
     CommandField.C_CANCEL_RQ: query.serve_c_cancel,
+    CommandField.C_GET_RQ: retrieve.serve_c_get,
+    CommandField.C_MOVE_RQ: retrieve.serve_c_move,
+    CommandField.N_EVENT_REPORT_RQ: normalized.serve_n_event_report,
+    CommandField.N_GET_RQ: normalized.serve_n_get,
+    CommandField.N_SET_RQ: normalized.serve_n_set,
+    CommandField.N_ACTION_RQ: normalized.serve_n_action,
+    CommandField.N_CREATE_RQ: normalized.serve_n_create,
+    CommandField.N_DELETE_RQ: normalized.serve_n_delete,
 }
 
 

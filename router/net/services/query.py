@@ -1,6 +1,7 @@
 """The Query service: C-FIND as SCU (`send_c_find`, `send_c_cancel`) and SCP (`serve_c_find`).
 
-The SCU yields `(status, identifier)` for each response until the final one.
+The SCU yields `(status, identifier)` for each response until the final one
+(`exchange`, which C-GET and C-MOVE share, as they share `cancel_check`).
 The SCP runs EVT_C_FIND's handler, a generator of `(status, identifier)`: each
 pending match is sent as it is produced, and between matches the association
 is checked for a C-CANCEL (`event.is_cancelled`), which ends the search with
@@ -10,14 +11,14 @@ is checked for a C-CANCEL (`event.is_cancelled`), which ends the search with
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from pydicom.dataset import Dataset
 
 from router.net import evt
 from router.net.datasets import decode_dataset, encode_dataset
 from router.net.dimse import AssembledMessage
-from router.net.dimse_messages import CCancelRQ, CFindRQ, CFindRSP, Priority, status_dataset
+from router.net.dimse_messages import CCancelRQ, CFindRQ, CFindRSP, DimseMessage, Priority, status_dataset
 from router.net.status import CANCEL, SUCCESS, StatusClass, classify, status_of
 
 if TYPE_CHECKING:
@@ -31,13 +32,30 @@ def send_c_find(
     assoc: "Association", dataset: Dataset, query_model: str, msg_id: int | None = None, priority: int = Priority.LOW
 ) -> Iterator[tuple[Dataset, Dataset | None]]:
     """Yield `(status, identifier)` per response; an empty status Dataset if none came."""
+
+    def request(message_id: int, sop_class_uid: str) -> CFindRQ:
+        return CFindRQ(message_id, sop_class_uid, priority=Priority(priority))
+
+    return exchange(assoc, "Find", dataset, query_model, msg_id, request)
+
+
+def exchange(
+    assoc: "Association",
+    name: str,
+    dataset: Dataset,
+    query_model: str,
+    msg_id: int | None,
+    build: Callable[[int, str], DimseMessage],
+) -> Iterator[tuple[Dataset, Dataset | None]]:
+    """Send the request `build(message_id, sop_class_uid)` makes (C-FIND, C-GET or C-MOVE) with
+    `dataset` as its identifier; yield `(status, identifier)` per response until the final one, or
+    an empty status Dataset if none came in time."""
     assoc.require_established()
     context = assoc.find_context(query_model, as_scu=True)
     syntax = context.transfer_syntax[0]
     message_id = assoc.next_message_id() if msg_id is None else msg_id
-    LOGGER.info("Sending Find Request: MsgID %d", message_id)
-    request = CFindRQ(message_id, context.abstract_syntax, priority=Priority(priority))
-    assoc.send_message(context.context_id, request, encode_dataset(dataset, syntax))
+    LOGGER.info("Sending %s Request: MsgID %d", name, message_id)
+    assoc.send_message(context.context_id, build(message_id, context.abstract_syntax), encode_dataset(dataset, syntax))
     while True:
         response = assoc.receive_response(message_id, assoc.dimse_timeout)
         if response is None:
@@ -65,6 +83,16 @@ def serve_c_cancel(assoc: "Association", request: AssembledMessage) -> None:
     assoc.cancelled_requests.add(request.message.message_id_being_responded_to)
 
 
+def cancel_check(assoc: "Association", message_id: int) -> Callable[[], bool]:
+    """A check that reads what the peer sent so far and says whether it cancelled `message_id`."""
+
+    def is_cancelled() -> bool:
+        assoc.poll_incoming()
+        return message_id in assoc.cancelled_requests
+
+    return is_cancelled
+
+
 def _no_handler(event: evt.Event) -> Iterator[tuple[int, None]]:
     LOGGER.error("No handler is bound to EVT_C_FIND: answering 0x%04X", UNABLE_TO_PROCESS)
     yield UNABLE_TO_PROCESS, None
@@ -82,10 +110,7 @@ def serve_c_find(assoc: "Association", request: AssembledMessage) -> None:
         response = CFindRSP(message.message_id, status, affected_sop_class_uid=message.affected_sop_class_uid)
         assoc.send_message(request.context_id, response, encoded)
 
-    def is_cancelled() -> bool:
-        assoc.poll_incoming()
-        return message.message_id in assoc.cancelled_requests
-
+    is_cancelled = cancel_check(assoc, message.message_id)
     final = _run_handler(assoc, message, context, syntax, request.dataset, is_cancelled, respond)
     assoc.cancelled_requests.discard(message.message_id)
     respond(final)

@@ -4,7 +4,8 @@ The SCU sends a pydicom Dataset or a Part 10 file, the file streamed block by
 block in its own transfer syntax. The SCP hands EVT_C_STORE's handler the
 received instance (`event.dataset`, decoded only when read; `event.file_meta`;
 `event.encoded_dataset()`, the bytes as received; `event.save_as(path)`, a
-rename when the data set was spooled) and answers with the status it returns.
+rename when the data set was spooled) and answers with the status it returns
+(an int, or a Dataset whose Status and ErrorComment are sent).
 With no handler bound the peer gets 0xC211 at once.
 """
 
@@ -77,17 +78,19 @@ def serve_c_store(assoc: "Association", request: AssembledMessage) -> None:
         LOGGER.error(f"Refusing {message.affected_sop_instance_uid}: {received.error}")
         _respond(assoc, request, OUT_OF_RESOURCES, received.error)
         return
+    comment = ""
     try:
         answer = assoc.handlers.intervene(
             assoc, evt.EVT_C_STORE, _no_handler, request=message, context=context, received=received
         )
         status = status_of(answer, HANDLER_FAILED)
+        comment = str(answer.get("ErrorComment", "")) if isinstance(answer, Dataset) else ""
     except Exception:
         LOGGER.exception("Exception in the handler bound to 'EVT_C_STORE'")
         status = HANDLER_FAILED
     finally:
         received.discard()  # a spool file the handler did not keep
-    _respond(assoc, request, status)
+    _respond(assoc, request, status, comment)
 
 
 def _respond(assoc: "Association", request: AssembledMessage, status: int, comment: str = "") -> None:
