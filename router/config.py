@@ -28,6 +28,7 @@ CORES = os.cpu_count() or 1
 TOP_KEYS = ("router", "destinations", "rules")
 ROUTER_KEYS = (
     "ae_title", "listen", "listeners", "workers", "spool", "durability", "max_pdu", "allowed_calling_ae", "bus",
+    "spool_limit",
 )
 DICOM_KEYS = ("address", "ae_title", "max_associations", "retry")
 FOLDER_KEYS = ("folder",)
@@ -98,6 +99,7 @@ class RouterSettings:
     max_pdu: int = 65536
     allowed_calling_ae: tuple[str, ...] = ()
     bus: str | None = None  # None: ipc:// endpoints under the spool
+    spool_limit: int | None = None  # bytes incoming/ may hold before C-STOREs are refused; None: no limit
 
 
 @dataclass(frozen=True)
@@ -143,6 +145,7 @@ def _router(reader: Reader, node: Node | None, base: Path) -> RouterSettings:
         max_pdu=_max_pdu(reader, entries.get("max_pdu"), defaults.max_pdu),
         allowed_calling_ae=_ae_titles(reader, entries.get("allowed_calling_ae")),
         bus=_bus(reader, entries.get("bus")),
+        spool_limit=reader.size(entries["spool_limit"], "spool_limit") if "spool_limit" in entries else None,
     )
 
 

@@ -3,6 +3,7 @@
 Layout under the spool root (one filesystem, so every move is a rename):
 
     tmp/              data sets being received (the engine's spool directory); emptied at start
+    tmp/<process>/    the same, for one process only (a listener's), emptied when it starts
     incoming/<name>   accepted instances: durable, answered Success, announced on the bus
     bus/              ipc:// endpoints of the bus
     queue.db          the workers' durable delivery queue (see `workers.queue`)
@@ -62,6 +63,16 @@ class Spool:
         shutil.rmtree(self.tmp, ignore_errors=True)
         self.tmp.mkdir(parents=True, exist_ok=True)
 
+    def fresh_tmp(self, process: str) -> Path:
+        """An empty `tmp/<process>/` for one process: what a killed predecessor left there was never answered.
+
+        Several processes receive at once; each clears only its own directory, never a live sibling's.
+        """
+        directory = self.tmp / process
+        shutil.rmtree(directory, ignore_errors=True)
+        directory.mkdir(parents=True, exist_ok=True)
+        return directory
+
     def new_name(self, sop_instance_uid: str) -> str:
         """A file name for an accepted instance, unique even for a resent instance."""
         safe = "".join(c for c in sop_instance_uid if c.isdigit() or c == ".") or "unknown"
@@ -75,9 +86,16 @@ class Spool:
 
     def accepted(self) -> Iterator[str]:
         """The names of every accepted file, oldest first."""
-        entries = [entry for entry in os.scandir(self.incoming) if entry.name.endswith(SUFFIX)]
-        entries.sort(key=lambda entry: entry.stat().st_mtime)
-        return (entry.name for entry in entries)
+        entries = []
+        for entry in os.scandir(self.incoming):
+            if not entry.name.endswith(SUFFIX):
+                continue
+            try:
+                entries.append((entry.stat().st_mtime, entry.name))
+            except FileNotFoundError:
+                continue  # delivered and removed while we looked
+        entries.sort()
+        return (name for _, name in entries)
 
     def remove(self, name: str) -> None:
         """Forget an accepted file whose deliveries are all done."""

@@ -26,6 +26,11 @@ FLOAT_TAG = "tag:yaml.org,2002:float"
 BOOL_TAG = "tag:yaml.org,2002:bool"
 DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+SIZE_UNITS = {
+    "": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+    "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40,
+}
+SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b|b)?\s*$", re.IGNORECASE)
 MAX_PORT = 65535
 E = TypeVar("E", bound=Enum)
 
@@ -177,6 +182,15 @@ class Reader:
             self.problem(node, f"{what} must be a duration such as 30, 5s, 250ms, 10m or 2h")
             return None
         return float(match.group(1)) * DURATION_UNITS[match.group(2) or "s"]
+
+    def size(self, node: Node, what: str) -> int | None:
+        """Bytes, from a whole number or a text like '500MB', '10GB', '2GiB' (KB = 1000 bytes, KiB = 1024)."""
+        match = SIZE.match(node.value) if isinstance(node, ScalarNode) else None
+        value = int(float(match.group(1)) * SIZE_UNITS[(match.group(2) or "").lower()]) if match else 0
+        if value < 1:
+            self.problem(node, f"{what} must be a size such as 500MB, 10GB, 2GiB or a number of bytes")
+            return None
+        return value
 
     def address(self, node: Node, what: str) -> tuple[str, int] | None:
         """A 'host:port' pair (IPv6 hosts in brackets: '[::1]:104')."""

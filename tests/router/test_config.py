@@ -150,6 +150,27 @@ def test_durations_and_ipv6_addresses(tmp_path):
     assert destination.retry == RetryPolicy(10, 0.25, 7200.0)
 
 
+@pytest.mark.parametrize(
+    "written, limit",
+    [("1000", 1000), ("10GB", 10 * 10**9), ("1.5 MiB", 3 << 19), ("500kb", 500_000), ("2TiB", 2 << 40), ("7B", 7)],
+)
+def test_spool_limit_sizes(tmp_path, written, limit):
+    config = load_config(write(tmp_path, f"""
+        router: {{spool_limit: '{written}'}}
+        destinations: {{a: {{folder: out}}}}
+        rules: [{{name: r, forward: a}}]
+    """))
+    assert config.router.spool_limit == limit
+
+
+def test_no_spool_limit_by_default_and_bad_sizes_are_problems(tmp_path):
+    assert load_config(write(tmp_path, "destinations: {a: {folder: o}}\nrules: [{name: r, forward: a}]\n")).router.spool_limit is None
+    for bad in ("lots", "0", "10 XB", "-5MB", "[1]"):
+        assert problems(tmp_path, f"router: {{spool_limit: {bad}}}\nrules: []\n") == [
+            "1:23 spool_limit must be a size such as 500MB, 10GB, 2GiB or a number of bytes"
+        ], bad
+
+
 def test_router_check_command(tmp_path):
     good = subprocess.run(
         [sys.executable, "-m", "router", "check", str(ROOT / "examples" / "rules.yml")],

@@ -46,6 +46,16 @@ def test_clear_tmp_removes_partial_files(tmp_path):
     assert list(spool.tmp.iterdir()) == []
 
 
+
+def test_fresh_tmp_empties_only_its_own_process_directory(tmp_path):
+    spool = Spool(tmp_path)
+    spool.create()
+    mine, sibling = spool.fresh_tmp("listener-0"), spool.fresh_tmp("listener-1")
+    (mine / "partial").write_bytes(b"x")
+    (sibling / "receiving").write_bytes(b"y")
+    assert spool.fresh_tmp("listener-0") == spool.tmp / "listener-0"
+    assert list(mine.iterdir()) == [] and [p.name for p in sibling.iterdir()] == ["receiving"]
+
 @pytest.mark.parametrize("durability", list(Durability))
 def test_make_durable_keeps_the_bytes(tmp_path, durability):
     path = tmp_path / "f.dcm"
