@@ -3,9 +3,11 @@
 Interop tests run real peers (DCMTK, pynetdicom, our own apps) as separate
 processes on 127.0.0.1. A `Peer` is started on a free port, waited for until
 its port is listening (bounded), and ended by its pid at teardown, whatever
-the test's outcome. Tests marked `dcmtk` (or `pynetdicom`) skip
+the test's outcome. Tests marked `dcmtk` (or `pynetdicom`, `orthanc`) skip
 when the tool is missing on a developer's machine, but fail under CI
-(CI=true), where a missing peer must never pass as a green run.
+(CI=true), where a missing peer must never pass as a green run. Orthanc runs
+as a Peer too, from a generated configuration (`orthanc` fixture,
+tests/interop/orthanc.py).
 """
 
 from __future__ import annotations
@@ -56,9 +58,16 @@ def pynetdicom_missing() -> bool:
     return False
 
 
+def orthanc_missing() -> bool:
+    from tests.interop.orthanc import orthanc_binary  # imported late: that module imports this one
+
+    return orthanc_binary() is None
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "dcmtk: needs DCMTK's command-line tools (skip locally, fail under CI)")
     config.addinivalue_line("markers", "pynetdicom: needs pynetdicom as a peer process (skip locally, fail under CI)")
+    config.addinivalue_line("markers", "orthanc: needs Orthanc as a peer process (skip locally, fail under CI)")
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
@@ -71,6 +80,8 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
                 problems.append(f"'{tool}' is not installed (marker '{marker}')")
     if item.get_closest_marker("pynetdicom") is not None and pynetdicom_missing():
         problems.append("pynetdicom is not installed (marker 'pynetdicom'; pip install -e '.[dev]')")
+    if item.get_closest_marker("orthanc") is not None and orthanc_missing():
+        problems.append("Orthanc is not installed (marker 'orthanc'; make peers)")
     if problems:
         message = "; ".join(problems)
         if in_ci():
@@ -209,6 +220,14 @@ def peers(tmp_path: Path):
         yield starter
     finally:
         starter.stop_all()
+
+
+@pytest.fixture
+def orthanc(peers, tmp_path: Path):
+    """`orthanc.start(modalities=[Modality(...)], **settings)` -> a running `Orthanc`; stopped at teardown."""
+    from tests.interop.orthanc import OrthancStarter  # imported late: that module imports this one
+
+    return OrthancStarter(peers, tmp_path)
 
 
 @dataclass
