@@ -12,11 +12,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# DCMTK is the reference peer of the interop tests and benchmarks; openssl makes their certificates.
+# DCMTK and Orthanc are the reference peers of the interop tests and benchmarks; openssl makes their certificates.
 peers:
-	@if ! command -v storescu >/dev/null 2>&1 || ! command -v openssl >/dev/null 2>&1; then \
+	@if ! command -v storescu >/dev/null 2>&1 || ! command -v openssl >/dev/null 2>&1 || ! { command -v Orthanc || test -x /usr/sbin/Orthanc; } >/dev/null 2>&1; then \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq dcmtk openssl >/dev/null; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq dcmtk openssl orthanc >/dev/null; \
 	fi
 
 run: $(STAMP)
@@ -25,8 +25,11 @@ run: $(STAMP)
 test: $(STAMP) peers
 	$(PY) -m pytest tests
 
+# C-ECHO then C-STORE (bench/store.py: ~10 min); `make bench QUICK=1`: small counts, one run (~1 min).
+BENCH_ECHO_QUICK := --echoes 1000 --assocs 50 --pyn-echoes 200 --pyn-assocs 30 --dcmtk-assocs 50 --runs 1
 bench: $(STAMP) peers
-	$(PY) -m bench.echo
+	$(PY) -m bench.echo $(if $(QUICK),$(BENCH_ECHO_QUICK))
+	$(PY) -m bench.store $(if $(QUICK),--quick --runs 1)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

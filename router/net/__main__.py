@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-APPS = ("echoscu", "echoscp", "storescu", "storescp")
+APPS = ("echoscu", "echoscp", "storescu", "storescp", "qrscp", "findscu", "getscu", "movescu")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,6 +18,7 @@ from router.net.acse import AcceptorPolicy, negotiate
 from router.net.association import Association
 from router.net.codes import RejectResult, RejectSource, UserRejectReason
 from router.net.connection import AssociationRequested, Connection, Indication, Role
+from router.net.dimse import carries_data
 from router.net.driver import Link
 from router.net.log import log_lines, reject_text, summarize_accept, summarize_request
 from router.net.pdu import AssociateAC, AssociateRJ, AssociateRQ
@@ -108,6 +109,9 @@ class AcceptorAssociation(Association):
         )
         outcome = negotiate(request, policy)
         reply = outcome.reply
+        if isinstance(reply, AssociateAC) and not carries_data(info.maximum_length):
+            LOGGER.error(f"The peer's maximum PDU length {info.maximum_length} cannot carry any data")
+            reply = AssociateRJ(RejectResult.PERMANENT, RejectSource.SERVICE_USER, UserRejectReason.USER_NO_REASON)
         if isinstance(reply, AssociateAC) and not identity_ok:
             reply = AssociateRJ(RejectResult.PERMANENT, RejectSource.SERVICE_USER, UserRejectReason.USER_NO_REASON)
         if isinstance(reply, AssociateRJ):

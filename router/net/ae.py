@@ -16,6 +16,7 @@ from typing import Iterable, Sequence
 from router.net import evt
 from router.net.acse import MAX_CONTEXTS, Implementation
 from router.net.association import Association
+from router.net.dimse import MIN_PDU_LENGTH
 from router.net.presentation import PresentationContext, build_context
 from router.net.received import DEFAULT_SPOOL_THRESHOLD
 from router.net.requestor import RequestorAssociation
@@ -154,8 +155,7 @@ class AE:
             raise RuntimeError("At least one requested presentation context is required before associating")
         if len(contexts) > MAX_CONTEXTS:
             raise ValueError(f"At most {MAX_CONTEXTS} presentation contexts may be requested, not {len(contexts)}")
-        if not isinstance(max_pdu, int) or max_pdu < 0:
-            raise ValueError(f"max_pdu must be an int >= 0 (0 = no limit), not {max_pdu!r}")
+        _pdu_size(max_pdu, "max_pdu")
         assoc = RequestorAssociation(self, evt.HandlerRegistry(evt_handlers), ext_neg or ())
         assoc.requestor.ae_title = self.ae_title
         assoc.acceptor.ae_title = validate_ae_title(ae_title)
@@ -258,9 +258,10 @@ def _positive_int(name: str):
     return check
 
 
-def _pdu_size(value: object) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise ValueError(f"maximum_pdu_size must be an int >= 0 (0 = no limit), not {value!r}")
+def _pdu_size(value: object, name: str = "maximum_pdu_size") -> int:
+    """0 (no limit) or a length that can carry a fragment of data."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0 or 0 < value < MIN_PDU_LENGTH:
+        raise ValueError(f"{name} must be 0 (no limit) or an int >= {MIN_PDU_LENGTH}, not {value!r}")
     return value
 
 

@@ -31,6 +31,7 @@ __all__ = [
     "DEFAULT_PDU_LENGTH",
     "MAX_COMMAND_LENGTH",
     "MIN_PDU_LENGTH",
+    "carries_data",
     "AssembledMessage",
     "BytesSink",
     "DatasetSink",
@@ -45,6 +46,12 @@ DEFAULT_PDU_LENGTH = 1 << 20
 _MIN_FRAGMENT = 2  # the smallest non-empty even fragment
 #: The smallest maximum PDU length we can send within: one PDV holding a 2-byte fragment.
 MIN_PDU_LENGTH = PDV_HEADER_LENGTH + _MIN_FRAGMENT
+
+
+def carries_data(max_pdu_length: int | None) -> bool:
+    """False for a maximum PDU length (0 or absent: no limit) too small for any fragment."""
+    return not max_pdu_length or max_pdu_length >= MIN_PDU_LENGTH
+
 #: Largest command set we buffer. Real ones are a few hundred bytes; this bounds a hostile peer.
 MAX_COMMAND_LENGTH = 1 << 16
 _MAX_CONTEXT_ID = 255

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Sequence
 from router.net import evt
 from router.net.acse import build_request, contexts_from_accept
 from router.net.association import Association
+from router.net.dimse import carries_data
 from router.net.connection import AssociationAccepted, AssociationRejected, Connection, Indication, Role
 from router.net.driver import Link, open_connection
 from router.net.log import log_lines, reject_text, summarize_accept, summarize_request
@@ -86,6 +87,10 @@ class RequestorAssociation(Association):
         self.rejected_contexts = [c for c in contexts if not c.accepted]
         LOGGER.debug("Accept Parameters:")
         log_lines(logging.DEBUG, summarize_accept, accept, contexts, outgoing=False)
+        if not carries_data(self.acceptor.maximum_length):
+            LOGGER.error(f"The peer's maximum PDU length {self.acceptor.maximum_length} cannot carry any data: aborting")
+            self.abort()
+            return
         if not self.accepted_contexts:
             LOGGER.error("No Acceptable Presentation Contexts")
             self.abort()

@@ -25,19 +25,24 @@ pynetdicom's tools cannot; tests/net/test_storage.py covers our SCP there.)
 from __future__ import annotations
 
 import logging
+import socket
 import struct
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from unittest.mock import patch
 
 import pytest
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 
-from router.net import AE, evt
-from router.net.ae import DEFAULT_MAX_PDU
+from router.net import AE, build_context, evt
+from router.net.acse import Implementation, build_request
+from router.net.ae import DEFAULT_MAX_PDU, IMPLEMENTATION_CLASS_UID
+from router.net.codes import PduType
 from router.net.contexts import accept_all_storage
 from router.net.dimse import DEFAULT_PDU_LENGTH, MIN_PDU_LENGTH
+from router.net.pdu import encode
 from router.net.sop_class import StudyRootQueryRetrieveInformationModelFind
 from router.net.status import PENDING, SUCCESS
 from tests.conftest import LOOPBACK, pynetdicom_app, verification_ae
@@ -256,20 +261,32 @@ def test_our_scu_to_our_scp(our_server, request, tmp_path, announced, kind):
     assert_same_data_set(instance, scp.stored(instance))
 
 
-def test_a_peer_limit_too_small_for_any_fragment_is_a_clear_error(our_server):
-    """Below 8 bytes no PDV fits: sending raises ValueError naming the limit, and the association can still be released."""
+def test_a_limit_too_small_for_any_fragment_is_refused(our_server):
+    """Below 8 bytes no PDV fits: our AE refuses such a setting, and a peer announcing one gets no association."""
     too_small = MIN_PDU_LENGTH - 2
-    ae = verification_ae()
-    ae.maximum_pdu_size = too_small
-    server = our_server.start(ae)
-    assoc = verification_ae("OURSCU").associate(LOOPBACK, server.server_address[1], ae_title="OURSCP")
-    assert assoc.is_established and assoc.acceptor.maximum_length == too_small
+    with pytest.raises(ValueError, match=f"maximum_pdu_size must be 0 \\(no limit\\) or an int >= {MIN_PDU_LENGTH}"):
+        verification_ae().maximum_pdu_size = too_small
+    with pytest.raises(ValueError, match="max_pdu must be 0"):
+        verification_ae().associate(LOOPBACK, 1, max_pdu=too_small)
 
-    with pytest.raises(ValueError, match=f"maximum PDU length {too_small} is below {MIN_PDU_LENGTH}"):
-        assoc.send_c_echo()
-    assoc.release()
+    server = our_server.start(verification_ae())
+    with socket.create_connection((LOOPBACK, server.server_address[1]), timeout=5) as raw:
+        raw.sendall(announcing(too_small))  # a peer whose A-ASSOCIATE-RQ says 6
+        reply = raw.recv(1)
+    assert reply == bytes([PduType.ASSOCIATE_RJ])
 
-    assert assoc.is_released
+    peer = our_server.start(verification_ae("PEERSCP"))
+    with patch.object(peer.ae, "implementation", lambda max_pdu: Implementation(IMPLEMENTATION_CLASS_UID, None, too_small)):
+        ours = verification_ae("OURSCU").associate(LOOPBACK, peer.server_address[1], ae_title="PEERSCP")
+    assert not ours.is_established and ours.is_aborted
+
+
+def announcing(max_pdu: int) -> bytes:
+    """An A-ASSOCIATE-RQ for Verification whose Maximum Length item says `max_pdu`."""
+    request, _ = build_request(
+        "OURSCP", "TINYPDU", [build_context("1.2.840.10008.1.1")], Implementation(IMPLEMENTATION_CLASS_UID, None, max_pdu)
+    )
+    return encode(request)
 
 
 # ---- a peer SCU that announced 0 or its smallest -> our SCP -------------------------------------

@@ -375,14 +375,14 @@ def test_maximum_associations_rejects_other_values(value):
     assert ae.maximum_associations == DEFAULT_MAXIMUM_ASSOCIATIONS
 
 
-@pytest.mark.parametrize("value", [0, 1, 16382, 1 << 20])
-def test_maximum_pdu_size_accepts_non_negative_ints(value):
+@pytest.mark.parametrize("value", [0, 8, 16382, 1 << 20])
+def test_maximum_pdu_size_accepts_no_limit_or_a_usable_length(value):
     ae = AE()
     ae.maximum_pdu_size = value
     assert ae.maximum_pdu_size == value
 
 
-@pytest.mark.parametrize("value", [-1, 16382.0, "16382", None, False])
+@pytest.mark.parametrize("value", [-1, 1, 7, 16382.0, "16382", None, False])
 def test_maximum_pdu_size_rejects_other_values(value):
     ae = AE()
     with pytest.raises(ValueError, match="maximum_pdu_size"):

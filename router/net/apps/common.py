@@ -1,9 +1,23 @@
-"""What every app shares: logging levels (-q/-v/-d), network and transfer syntax options."""
+"""What every app shares: logging levels (-q/-v/-d), network and transfer syntax options.
+
+The Query/Retrieve SCUs (findscu, getscu, movescu) also share their client
+options, the information model options (-P/-S/-O/-W), and the query keys:
+`-k KEY=VALUE` (a keyword or a (gggg,eeee) tag, `Seq[0].Keyword=...` inside
+a sequence item; `KEY=` or a bare `KEY` asks for the key) over an optional
+`-f` file.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import re
+from typing import Iterable
+
+from pydicom import dcmread
+from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.dataset import Dataset
+from pydicom.tag import BaseTag, Tag
 
 from router.net.log import LOGGER, debug_logger
 from router.net.presentation import (
@@ -12,6 +26,7 @@ from router.net.presentation import (
     EXPLICIT_VR_LITTLE_ENDIAN,
     IMPLICIT_VR_LITTLE_ENDIAN,
 )
+from router.net.status import PENDING, SUCCESS, Service, describe
 
 DEFAULT_PDU = 16382
 
@@ -75,3 +90,170 @@ def configure_timeouts(ae, args: argparse.Namespace) -> None:
     ae.network_timeout = args.network_timeout
     ae.connection_timeout = args.connection_timeout
     ae.maximum_pdu_size = args.max_pdu
+
+
+# ---- Query/Retrieve SCUs --------------------------------------------------------------------
+PATIENT_ROOT, STUDY_ROOT, PATIENT_STUDY_ONLY, WORKLIST = "patient", "study", "psonly", "worklist"
+_KEY_COMPONENT = re.compile(
+    r"^(?:\(?(?P<group>[0-9A-Fa-f]{4}),(?P<element>[0-9A-Fa-f]{4})\)?|(?P<keyword>[A-Za-z][A-Za-z0-9]*))"
+    r"(?:\[(?P<item>\d+)\])?$"
+)
+_NUMBER_TYPES = {"US": int, "UL": int, "UV": int, "SS": int, "SL": int, "SV": int, "FL": float, "FD": float}
+_NOT_TEXT_VRS = frozenset({"AT", "OB", "OD", "OF", "OL", "OV", "OW", "UN"})
+_BACKSLASH = "\\"
+
+
+class QueryKeyError(ValueError):
+    """A -k key or -f file the app cannot turn into an identifier; the message quotes it."""
+
+
+def client_parser(prog: str, description: str, calling_aet: str) -> argparse.ArgumentParser:
+    """A parser with what every SCU app takes: the peer, -q/-v/-d, -aet/-aec and the timeouts."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("addr", help="TCP/IP address of the peer")
+    parser.add_argument("port", type=int, help="TCP/IP port of the peer")
+    add_output_options(parser)
+    parser.add_argument("-aet", "--calling-aet", default=calling_aet, help=f"our AE title (default: {calling_aet})")
+    parser.add_argument("-aec", "--called-aet", default="ANY-SCP", help="the peer's AE title (default: ANY-SCP)")
+    add_timeout_options(parser)
+    return parser
+
+
+def add_model_options(parser: argparse.ArgumentParser, worklist: bool = False) -> None:
+    """-P (the default), -S, -O and, for C-FIND, -W: the information model, as `args.model`."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("-P", "--patient", dest="model", action="store_const", const=PATIENT_ROOT, help="use the patient root information model (default)")
+    group.add_argument("-S", "--study", dest="model", action="store_const", const=STUDY_ROOT, help="use the study root information model")
+    group.add_argument("-O", "--psonly", dest="model", action="store_const", const=PATIENT_STUDY_ONLY, help="use the patient/study only information model")
+    if worklist:
+        group.add_argument("-W", "--worklist", dest="model", action="store_const", const=WORKLIST, help="use the modality worklist information model")
+    parser.set_defaults(model=PATIENT_ROOT)
+
+
+def add_query_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-k", "--keyword", action="append", default=[], metavar="KEY=VALUE",
+        help="add or override a query key: a keyword or (gggg,eeee) tag, Seq[n].Key for an item's key; no VALUE to return it",
+    )
+    parser.add_argument("-f", "--file", metavar="path to [f]ile", help="a DICOM file as the query, -k keys added to it")
+
+
+def build_identifier(file: str | None, keys: list[str]) -> Dataset:
+    """The identifier the -f file and the -k keys make; QueryKeyError if one of them is bad."""
+    if not file and not keys:
+        raise QueryKeyError("no query: give -k keys and/or a -f file")
+    identifier = Dataset()
+    if file:
+        try:
+            identifier = dcmread(file, force=True)
+            list(identifier.iterall())  # decode it now: a corrupt file fails here, not mid-request
+        except Exception as exc:  # unreadable or not DICOM: one line saying so
+            raise QueryKeyError(f"cannot read the query file {file}: {exc}") from exc
+    for key in keys:
+        set_query_key(identifier, key)
+    return identifier
+
+
+def set_query_key(dataset: Dataset, text: str) -> None:
+    """Apply one -k `text` ('PatientName=DOE*', '(0010,0020)=', 'Seq[0].Modality=CT') to `dataset`."""
+    path, _, value = text.partition("=")
+    components = [_key_component(text, part) for part in path.split(".")]
+    target = dataset
+    for tag, item in components[:-1]:
+        target = _sequence_item(text, target, tag, item or 0)
+    tag, item = components[-1]
+    if dictionary_VR(tag) == "SQ":
+        if value:
+            raise QueryKeyError(f"-k '{text}': a sequence takes no value, only items: Seq[n].Key=VALUE")
+        if item is None:
+            _sequence(target, tag)
+        else:
+            _sequence_item(text, target, tag, item)
+        return
+    if item is not None:
+        raise QueryKeyError(f"-k '{text}': only a sequence has items")
+    vr = dictionary_VR(tag)
+    typed = _typed_value(text, vr, value)
+    try:
+        target.add_new(tag, vr, typed)
+    except ValueError as exc:  # pydicom refusing the value (e.g. a UID too long)
+        raise QueryKeyError(f"-k '{text}': {exc}") from exc
+
+
+def _key_component(text: str, part: str) -> tuple[BaseTag, int | None]:
+    match = _KEY_COMPONENT.match(part.strip())
+    if match is None:
+        raise QueryKeyError(f"-k '{text}': '{part}' is neither a keyword nor a (gggg,eeee) tag")
+    if match["keyword"]:
+        number = tag_for_keyword(match["keyword"])
+        if number is None:
+            raise QueryKeyError(f"-k '{text}': unknown keyword '{match['keyword']}'")
+        tag = Tag(number)
+    else:
+        tag = Tag(int(match["group"], 16), int(match["element"], 16))
+        try:
+            dictionary_VR(tag)
+        except KeyError:
+            raise QueryKeyError(f"-k '{text}': {tag} is not in the DICOM dictionary") from None
+    return tag, None if match["item"] is None else int(match["item"])
+
+
+def _sequence(dataset: Dataset, tag: BaseTag) -> list:
+    """The items of the sequence `tag` in `dataset`, created empty if absent."""
+    if tag not in dataset:
+        dataset.add_new(tag, "SQ", [])
+    return dataset[tag].value
+
+
+def _sequence_item(text: str, dataset: Dataset, tag: BaseTag, index: int) -> Dataset:
+    if dictionary_VR(tag) != "SQ":
+        raise QueryKeyError(f"-k '{text}': {tag} is not a sequence, it has no items")
+    items = _sequence(dataset, tag)
+    while len(items) <= index:
+        items.append(Dataset())
+    return items[index]
+
+
+def _typed_value(text: str, vr: str, value: str) -> object:
+    if not value:
+        return None
+    if vr in _NOT_TEXT_VRS or " or " in vr:  # binary, or a VR the dictionary leaves open ("OB or OW")
+        raise QueryKeyError(f"-k '{text}': a value of VR {vr} cannot be given on the command line")
+    kind = _NUMBER_TYPES.get(vr)
+    if kind is None:
+        return value
+    try:
+        numbers = [kind(part) for part in value.split(_BACKSLASH)]
+    except ValueError:
+        raise QueryKeyError(f"-k '{text}': '{value}' is not a valid {vr} value") from None
+    return numbers[0] if len(numbers) == 1 else numbers
+
+
+def retrieve_outcome(responses: Iterable[tuple[Dataset, Dataset | None]], service: Service) -> bool:
+    """Follow a C-GET or C-MOVE to its final response and log it; True if it is Success."""
+    final = Dataset()
+    for final, _ in responses:
+        if final.get("Status") == PENDING:
+            LOGGER.info(f"{service.value}: {_sub_operation_counts(final)}, {final.get('NumberOfRemainingSuboperations', '?')} remaining")
+    code = final.get("Status")
+    if code is None:
+        LOGGER.error(f"{service.value}: no final response from the peer")
+        return False
+    outcome = f"{service.value}: {describe(code, service)} ({_sub_operation_counts(final)})"
+    if code == SUCCESS:
+        LOGGER.info(outcome)
+        return True
+    LOGGER.error(outcome)
+    return False
+
+
+_SUB_OPERATION_COUNTS = (
+    ("completed", "NumberOfCompletedSuboperations"),
+    ("failed", "NumberOfFailedSuboperations"),
+    ("warning", "NumberOfWarningSuboperations"),
+)
+
+
+def _sub_operation_counts(status: Dataset) -> str:
+    counts = [(name, status.get(keyword)) for name, keyword in _SUB_OPERATION_COUNTS]
+    return ", ".join(f"{value} {name}" for name, value in counts if value is not None) or "no sub-operation counts"
