@@ -28,6 +28,7 @@ from router.net.driver import Link
 from router.net.errors import DimseError
 from router.net.fsm import State
 from router.net.pdu import PDataTF
+from router.net.pdu import decode as pdu_decode
 from router.net.presentation import PresentationContext, uid_name
 from router.net.received import SpoolingSink, build_file_meta, encode_file_header
 from router.net.sources import DatasetSource
@@ -240,8 +241,11 @@ class Association:
         connection, peer_max = self.link.connection, self.peer.maximum_length or 0
         for pdu in fragment(context_id, encode_command(message, True), None, peer_max):
             connection.send_data(pdu, self.link.now())
+        observed = self.handlers.is_bound(evt.EVT_PDU_SENT)
         for encoded in data_set_pdus(context_id, source.blocks(), source.length, peer_max):
             connection.send_raw_data(encoded, self.link.now())
+            if observed:  # the PDU as an object only for those who watch: decoding costs
+                self.notify(evt.EVT_PDU_SENT, pdu=pdu_decode(encoded, 0).pdu)
             self.link.flush()
             if self.link.closed:
                 self.process_indications()  # learn how it ended (the peer's abort, a lost connection)

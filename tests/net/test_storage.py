@@ -669,3 +669,18 @@ def test_a_data_set_the_scp_cannot_spool_gets_out_of_resources_and_the_associati
     assert "cannot spool" in status.ErrorComment
     assert elapsed < PROMPTLY + 5, f"the SCU took {elapsed:.2f} s"
     assert assoc.is_established  # the SCP read the rest, answered and goes on
+
+def test_evt_pdu_sent_sees_every_pdu_of_a_streamed_data_set(our_server, instances):
+    """Sending from a file streams pre-encoded P-DATA-TFs; a bound EVT_PDU_SENT still sees each one."""
+    from router.net.pdu import PDataTF
+
+    instance = instances["explicit"][store_data.TYPICAL]
+    sent = []
+    server = our_server.start(scp_ae(), evt_handlers=[(evt.EVT_C_STORE, lambda event: 0)])
+    scu = scu_ae([(instance.sop_class_uid, [instance.transfer_syntax])])
+    handlers = [(evt.EVT_PDU_SENT, lambda event: sent.append(event.pdu))]
+    assoc = scu.associate(LOOPBACK, server.server_address[1], ae_title=SCP_TITLE, evt_handlers=handlers)
+    assert assoc.send_c_store(instance.path).Status == SUCCESS
+    assoc.release()
+    pdvs = [pdv for pdu in sent if isinstance(pdu, PDataTF) for pdv in pdu.pdvs if not pdv.is_command]
+    assert sum(len(pdv.data) for pdv in pdvs) == instance.path.stat().st_size - store_data.data_offset(instance.path)
