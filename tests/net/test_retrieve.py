@@ -18,12 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pydicom
 import pytest
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
 
 from router.net import AE, ALL_TRANSFER_SYNTAXES, accept_all_storage, build_role, evt, sop_class
+from router.net.datasets import decode_dataset
 from tests.conftest import LOOPBACK, pick_free_port, run_client
 from tests.interop import store_data
 from tests.interop.store_data import CT_IMAGE_STORAGE, MR_IMAGE_STORAGE
@@ -457,7 +459,34 @@ def test_move_of_more_pairs_than_one_association_proposes(our_server, tmp_path):
 
     assert move(server.server_address[1])[-1][0].Status == SUCCESS
     assert len(receiver.stored) == len(instances)
-    assert len({stored.association for stored in receiver.stored}) == 2  # 128 pairs, then the other 2
+    # Each uncompressed pair takes two contexts (its own syntax, then the other): 64 per association.
+    assert len({stored.association for stored in receiver.stored}) == 3
+
+
+def test_move_encodes_a_file_anew_for_a_destination_without_its_syntax(our_server, files):
+    """An explicit VR file goes to a destination that takes implicit VR only: same data set, new encoding."""
+    explicit = next(instance for instance in files if instance.transfer_syntax == ExplicitVRLittleEndian)
+    receiver = Receiver()
+    ae = AE(DESTINATION)
+    ae.add_supported_context(explicit.sop_class_uid, [ImplicitVRLittleEndian])
+    destination = our_server.start(ae, evt_handlers=[(evt.EVT_C_STORE, receiver)])
+    retriever = Retriever([explicit.path], (LOOPBACK, destination.server_address[1]))
+    server = retrieve_scp(our_server, [(evt.EVT_C_MOVE, retriever)])
+
+    assert move(server.server_address[1])[-1][0].Status == SUCCESS
+    stored = receiver.by_uid()[explicit.sop_instance_uid]
+    assert stored.transfer_syntax == ImplicitVRLittleEndian
+    original = pydicom.dcmread(explicit.path)
+    assert decode_dataset(stored.data, ImplicitVRLittleEndian) == original
+
+
+def test_a_final_status_in_place_of_the_count_ends_the_retrieve_at_once(our_server):
+    def refuse(event):
+        yield 0xA900, None  # e.g. an identifier that does not match the model
+
+    server = retrieve_scp(our_server, [(evt.EVT_C_GET, refuse)])
+    responses = get(server.server_address[1], Receiver())
+    assert [status.Status for status, _ in responses] == [0xA900]
 
 
 # ---- DCMTK against our SCP ------------------------------------------------------------

@@ -101,6 +101,11 @@ _KEY_COMPONENT = re.compile(
 _NUMBER_TYPES = {"US": int, "UL": int, "UV": int, "SS": int, "SL": int, "SV": int, "FL": float, "FD": float}
 _NOT_TEXT_VRS = frozenset({"AT", "OB", "OD", "OF", "OL", "OV", "OW", "UN"})
 _BACKSLASH = "\\"
+_SUB_OPERATION_COUNTS = (  # what a C-GET/C-MOVE response counts, as logs name it
+    ("completed", "NumberOfCompletedSuboperations"),
+    ("failed", "NumberOfFailedSuboperations"),
+    ("warning", "NumberOfWarningSuboperations"),
+)
 
 
 class QueryKeyError(ValueError):
@@ -162,7 +167,8 @@ def set_query_key(dataset: Dataset, text: str) -> None:
     for tag, item in components[:-1]:
         target = _sequence_item(text, target, tag, item or 0)
     tag, item = components[-1]
-    if dictionary_VR(tag) == "SQ":
+    vr = dictionary_VR(tag)
+    if vr == "SQ":
         if value:
             raise QueryKeyError(f"-k '{text}': a sequence takes no value, only items: Seq[n].Key=VALUE")
         if item is None:
@@ -172,7 +178,6 @@ def set_query_key(dataset: Dataset, text: str) -> None:
         return
     if item is not None:
         raise QueryKeyError(f"-k '{text}': only a sequence has items")
-    vr = dictionary_VR(tag)
     typed = _typed_value(text, vr, value)
     try:
         target.add_new(tag, vr, typed)
@@ -245,13 +250,6 @@ def retrieve_outcome(responses: Iterable[tuple[Dataset, Dataset | None]], servic
         return True
     LOGGER.error(outcome)
     return False
-
-
-_SUB_OPERATION_COUNTS = (
-    ("completed", "NumberOfCompletedSuboperations"),
-    ("failed", "NumberOfFailedSuboperations"),
-    ("warning", "NumberOfWarningSuboperations"),
-)
 
 
 def _sub_operation_counts(status: Dataset) -> str:

@@ -44,6 +44,7 @@ from router.net.services.query import cancel_check, exchange
 from router.net.services.sub_operations import Answers, Destination, Instance, store
 from router.net.status import CANCEL, MOVE_DESTINATION_UNKNOWN, OUT_OF_RESOURCES_SUB_OPERATIONS, PENDING
 from router.net.status import SUB_OPERATIONS_WITH_FAILURES, SUCCESS, Service, StatusClass, classify, describe
+from router.net.status import status_of
 from router.net.values import validate_ae_title
 
 if TYPE_CHECKING:
@@ -227,7 +228,12 @@ class Retrieval:
             raise _Final(self.retrieve.unable_to_process) from None
 
     def count(self, handler: Iterator) -> int:
+        """The number of sub-operations; a final `(status, None)` in its place ends the retrieve at once."""
         answer = self.first(handler, "number of sub-operations")
+        if isinstance(answer, tuple) and len(answer) == 2 and answer[1] is None:
+            status = status_of(answer[0], self.retrieve.unable_to_process)
+            if classify(status) is not StatusClass.PENDING:
+                raise _Final(status)
         try:
             count = operator.index(answer)  # an int (numpy's too), not a float or a str
         except TypeError:

@@ -16,8 +16,9 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterator
 
+from pydicom import dcmread
 from pydicom.dataset import Dataset
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from router.net import evt
 from router.net.acse import MAX_CONTEXTS
@@ -31,8 +32,10 @@ if TYPE_CHECKING:
     from router.net.association import Association
 
 LOGGER = logging.getLogger("router.net")
+MAX_WANTS = MAX_CONTEXTS // 2  # each may take two contexts: its own syntax, and the others
 READ_AHEAD = 512  # instances a C-MOVE reads ahead to choose the destination's contexts
-UNCOMPRESSED = (str(ExplicitVRLittleEndian), str(ImplicitVRLittleEndian))  # a Dataset goes in either
+UNCOMPRESSED = (str(ExplicitVRLittleEndian), str(ImplicitVRLittleEndian))  # what pydicom encodes anything decoded in
+RE_ENCODABLE = (*UNCOMPRESSED, str(DeflatedExplicitVRLittleEndian))  # decoded and encoded again without loss
 
 Want = tuple[str, tuple[str, ...]]  # (SOP class, transfer syntaxes): a context to propose
 
@@ -61,14 +64,28 @@ def instance_of(payload: Any) -> Instance:
     try:
         if isinstance(payload, Dataset):
             own = str(getattr(getattr(payload, "file_meta", None), "TransferSyntaxUID", None) or ImplicitVRLittleEndian)
-            syntaxes = (own, *(other for other in UNCOMPRESSED if other != own)) if own in UNCOMPRESSED else (own,)
-            return Instance(payload, str(payload.SOPClassUID), str(payload.SOPInstanceUID), syntaxes)
+            return Instance(payload, str(payload.SOPClassUID), str(payload.SOPInstanceUID), _syntaxes_for(own))
         source = source_for(payload)
-        return Instance(source, source.sop_class_uid, source.sop_instance_uid, (source.transfer_syntax,))
+        return Instance(source, source.sop_class_uid, source.sop_instance_uid, _syntaxes_for(source.transfer_syntax))
     except Exception as exc:  # a missing file, a data set without its SOP class UID, None
         uid = str(getattr(payload, "SOPInstanceUID", ""))
         what = uid or ("a Dataset" if isinstance(payload, Dataset) else repr(payload))
         return Instance(None, sop_instance_uid=uid, error=f"cannot send {what}: {exc}")
+
+
+def _syntaxes_for(own: str) -> tuple[str, ...]:
+    """What an instance may be sent in: its own syntax first; a little endian one in the uncompressed ones too."""
+    return (own, *(other for other in UNCOMPRESSED if other != own)) if own in RE_ENCODABLE else (own,)
+
+
+def _in_syntax(instance: Instance, syntax: str) -> DatasetSource:
+    """The instance encoded in `syntax`: a file in another one is read and encoded anew (uncompressed only)."""
+    source = instance.payload
+    if isinstance(source, DatasetSource) and source.transfer_syntax == syntax:
+        return source  # a file sent as it is, streamed
+    dataset = source if isinstance(source, Dataset) else dcmread(source.path)  # type: ignore[union-attr]
+    data = encode_dataset(dataset, syntax)
+    return DatasetSource(instance.sop_class_uid, instance.sop_instance_uid, syntax, len(data), data=data)
 
 
 def store(assoc: "Association", instance: Instance, priority: int, originator: tuple[str, int] | None = None) -> int | None:
@@ -82,10 +99,7 @@ def store(assoc: "Association", instance: Instance, priority: int, originator: t
                 uid_name(instance.sop_class_uid), offered, instance.sop_instance_uid,
             )
             return None
-        source = instance.payload
-        if isinstance(source, Dataset):
-            data = encode_dataset(source, syntax)
-            source = DatasetSource(instance.sop_class_uid, instance.sop_instance_uid, syntax, len(data), data=data)
+        source = _in_syntax(instance, syntax)
         aet, message_id = originator or (None, None)
         status = assoc.send_c_store(source, priority=priority, originator_aet=aet, originator_id=message_id)
     except Exception as exc:  # the file went away, the association ended: this sub-operation failed
@@ -203,7 +217,7 @@ class Destination:
         if self.unreachable:
             return None
         fresh = [instance.want, *(other.want for other in answers.upcoming() if not other.error)]
-        wants = list(dict.fromkeys([*fresh, *self.met]))[:MAX_CONTEXTS]
+        wants = list(dict.fromkeys([*fresh, *self.met]))[:MAX_WANTS]
         self.met.update(dict.fromkeys(fresh))
         self.release()
         try:
@@ -228,7 +242,10 @@ class Destination:
         return any(_accepts(assoc, instance.sop_class_uid, syntax) for syntax in instance.syntaxes)
 
     def _contexts(self, wants: list[Want]) -> list[PresentationContext]:
-        contexts = [build_context(sop_class_uid, list(syntaxes)) for sop_class_uid, syntaxes in wants]
+        """A context for each instance's own syntax (an acceptor picks by its own order within one),
+        and one more for the syntaxes it may also go in."""
+        contexts = [build_context(sop_class_uid, [syntaxes[0]]) for sop_class_uid, syntaxes in wants]
+        contexts += [build_context(sop_class_uid, list(syntaxes[1:])) for sop_class_uid, syntaxes in wants if syntaxes[1:]]
         ours = {(context.abstract_syntax, tuple(context.transfer_syntax)) for context in contexts}
         extra = [c for c in self.ae.requested_contexts if (c.abstract_syntax, tuple(c.transfer_syntax)) not in ours]
         return contexts + extra[: MAX_CONTEXTS - len(contexts)]

@@ -1,0 +1,166 @@
+"""qrscp's configuration: pynetdicom's qrscp ini layout, read into a `QRConfig`.
+
+A `[DEFAULT]` section holds qrscp's own settings (`ae_title`, `port`,
+`bind_address`, `max_pdu`, `acse_timeout`, `dimse_timeout`,
+`network_timeout`, `instance_location`, `database_location`,
+`log_identifier`, and our `maximum_associations`); every other section is a
+move destination named by its AE title, with its `address` and `port`.
+Missing settings take pynetdicom's defaults; relative locations are taken
+from the file's folder (from the current folder when given on the command
+line). Errors name the file, the section and the key.
+"""
+
+from __future__ import annotations
+
+import os
+from configparser import ConfigParser
+from configparser import Error as ConfigParserError
+from dataclasses import dataclass
+
+from router.net.values import validate_ae_title
+
+APP_SECTION = "DEFAULT"
+IN_MEMORY = ":memory:"  # an SQLite database that lives as long as the process
+LOCATIONS = ("instance_location", "database_location")
+_NO_DEFAULT_SECTION = "\0"  # DEFAULT is read as a plain section: destinations must not inherit its port
+DEFAULTS = {  # pynetdicom's default.ini, plus our association limit
+    "ae_title": "QRSCP",
+    "port": "11112",
+    "bind_address": "",
+    "max_pdu": "16382",
+    "acse_timeout": "30",
+    "dimse_timeout": "30",
+    "network_timeout": "30",
+    "maximum_associations": "10",
+    "instance_location": "instances",
+    "database_location": "instances.sqlite",
+    "log_identifier": "True",
+}
+OVERRIDABLE = (  # settings a command-line option of the same name replaces
+    "ae_title", "port", "bind_address", "max_pdu", "acse_timeout", "dimse_timeout", "network_timeout",
+    "database_location", "instance_location",
+)
+
+
+class ConfigError(ValueError):
+    """A configuration file qrscp cannot run with; the message names the file, section and key."""
+
+
+@dataclass(frozen=True)
+class Destination:
+    """A move destination: where the AE titled like its section listens."""
+
+    address: str
+    port: int
+
+
+@dataclass(frozen=True)
+class QRConfig:
+    """Everything qrscp runs with; locations are absolute (or the database ':memory:')."""
+
+    ae_title: str
+    port: int
+    bind_address: str
+    max_pdu: int
+    acse_timeout: float
+    dimse_timeout: float
+    network_timeout: float
+    maximum_associations: int
+    instance_location: str
+    database_location: str
+    log_identifier: bool
+    destinations: dict[str, Destination]
+
+
+def load_config(path: str | None, overrides: dict[str, object] | None = None) -> QRConfig:
+    """The settings of the file at `path` (built-in ones if None), `overrides` applied; ConfigError if bad."""
+    parser = ConfigParser(default_section=_NO_DEFAULT_SECTION, interpolation=None)
+    base = os.getcwd()
+    if path is not None:
+        try:
+            if not parser.read(path):
+                raise ConfigError(f"{path}: cannot read the configuration file")
+        except ConfigParserError as exc:
+            raise ConfigError(f"{path}: {exc}") from exc
+        base = os.path.dirname(os.path.abspath(path))
+    where = path or "built-in settings"
+    settings = dict(DEFAULTS)
+    if parser.has_section(APP_SECTION):
+        settings.update(parser[APP_SECTION])
+    for name, value in (overrides or {}).items():
+        if value is not None:
+            settings[name] = os.path.abspath(value) if name in LOCATIONS and value != IN_MEMORY else str(value)
+    read = _Reader(where, APP_SECTION, settings)
+    return QRConfig(
+        ae_title=read.ae_title("ae_title"),
+        port=read.number("port", int),
+        bind_address=settings["bind_address"].strip(),
+        max_pdu=read.number("max_pdu", int),
+        acse_timeout=read.number("acse_timeout", float),
+        dimse_timeout=read.number("dimse_timeout", float),
+        network_timeout=read.number("network_timeout", float),
+        maximum_associations=read.number("maximum_associations", int, minimum=1),
+        instance_location=os.path.join(base, settings["instance_location"]),
+        database_location=_database(base, settings["database_location"]),
+        log_identifier=read.flag("log_identifier"),
+        destinations=_destinations(parser, where),
+    )
+
+
+def _database(base: str, location: str) -> str:
+    return location if location == IN_MEMORY else os.path.join(base, location)
+
+
+def _destinations(parser: ConfigParser, where: str) -> dict[str, Destination]:
+    destinations = {}
+    for section in parser.sections():
+        if section == APP_SECTION:
+            continue
+        read = _Reader(where, section, parser[section])
+        title = read.ae_title_of_section()
+        destinations[title] = Destination(read.text("address"), read.number("port", int))
+    return destinations
+
+
+class _Reader:
+    """Typed values of one section, with errors that say where they are."""
+
+    def __init__(self, where: str, section: str, values) -> None:
+        self.where, self.section, self.values = where, section, values
+
+    def _error(self, key: str, problem: str) -> ConfigError:
+        return ConfigError(f"{self.where}: [{self.section}] {key}: {problem}")
+
+    def text(self, key: str) -> str:
+        value = self.values.get(key, "").strip()
+        if not value:
+            raise self._error(key, "missing")
+        return value
+
+    def number(self, key: str, kind: type, minimum: int = 0):
+        text = self.text(key)
+        try:
+            value = kind(text)
+        except ValueError:
+            raise self._error(key, f"'{text}' is not a{'n integer' if kind is int else ' number'}") from None
+        if value < minimum:
+            raise self._error(key, f"{text} is below {minimum}")
+        return value
+
+    def flag(self, key: str) -> bool:
+        text = self.text(key).lower()
+        if text not in ConfigParser.BOOLEAN_STATES:
+            raise self._error(key, f"'{text}' is not true or false")
+        return ConfigParser.BOOLEAN_STATES[text]
+
+    def ae_title(self, key: str) -> str:
+        try:
+            return validate_ae_title(self.text(key))
+        except ValueError as exc:
+            raise self._error(key, str(exc)) from None
+
+    def ae_title_of_section(self) -> str:
+        try:
+            return validate_ae_title(self.section)
+        except ValueError as exc:
+            raise ConfigError(f"{self.where}: [{self.section}]: a move destination is named by its AE title: {exc}") from None

@@ -1,0 +1,196 @@
+"""The qrscp's index: the instances it holds, their files, and their key attributes, in SQLite.
+
+One table, a row per SOP Instance: the file's path, size, modification time
+and transfer syntax, and a column per stored key (`qr_model.STORED_KEYWORDS`;
+several values joined by backslashes). The index is a cache of the folder: a
+database of another layout (`SCHEMA_VERSION`) is rebuilt from the files. `scan` brings the index in line with the instance
+folder: new or changed files are read (up to the pixel data), files that are
+not DICOM are logged and skipped, rows of vanished files are dropped.
+Associations run on their own threads, so one connection serves them all
+behind a lock; a search copies its rows out before matching them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+from dataclasses import dataclass, field
+
+from pydicom import dcmread
+from pydicom.errors import InvalidDicomError
+
+from router.net.apps.qr_match import Values, as_values
+from router.net.apps.qr_model import STORED_KEYWORDS, UNIQUE_KEYS, Query, Record, find_matches
+
+LOGGER = logging.getLogger("router.net")
+
+TABLE = "instances"
+PRIMARY_KEY = "SOPInstanceUID"
+REQUIRED_KEYWORDS = ("SOPClassUID", *UNIQUE_KEYS.values())
+"""Without these an instance cannot be found, placed in the hierarchy or sent."""
+SPOOL_SUFFIX = ".part"  # a reception in progress (router.net.received spools there)
+MULTIPLE = "\\"
+SCHEMA_VERSION = 1  # PRAGMA user_version of the layout below
+_FILE_COLUMNS = ("path", "size", "mtime", "syntax")
+_COLUMNS = (*_FILE_COLUMNS, *STORED_KEYWORDS)
+
+
+class NotIndexable(Exception):
+    """A file the index cannot hold: not DICOM, unreadable, or without its unique keys."""
+
+
+@dataclass(frozen=True)
+class StoredInstance:
+    """An indexed instance: where its file is, its transfer syntax and its key attributes."""
+
+    path: str
+    transfer_syntax: str
+    record: Record
+
+
+@dataclass
+class ScanSummary:
+    """What a scan of the instance folder did."""
+
+    indexed: int = 0
+    unchanged: int = 0
+    skipped: list[str] = field(default_factory=list)
+    removed: int = 0
+
+
+def read_instance(path: str) -> StoredInstance:
+    """The DICOM file at `path` as the index keeps it (NotIndexable if it cannot)."""
+    try:
+        dataset = dcmread(path, stop_before_pixels=True, specific_tags=list(STORED_KEYWORDS))
+        record = {keyword: as_values(dataset.get(keyword)) for keyword in STORED_KEYWORDS}
+        syntax = str(dataset.file_meta.TransferSyntaxUID)
+    except InvalidDicomError as exc:
+        raise NotIndexable("not a DICOM file") from exc
+    except Exception as exc:  # unreadable or corrupt, whatever pydicom tripped on: say so and go on
+        raise NotIndexable(f"unreadable ({type(exc).__name__}: {exc})") from exc
+    missing = [keyword for keyword in REQUIRED_KEYWORDS if not record[keyword]]
+    if missing:
+        raise NotIndexable(f"no {', '.join(missing)}")
+    return StoredInstance(path, syntax, record)
+
+
+class InstanceIndex:
+    """The SQLite index of an instance folder; safe to share between threads."""
+
+    def __init__(self, database: str, folder: str) -> None:
+        self.folder = os.path.abspath(folder)
+        self._database = os.path.abspath(database)  # with its journal, never indexed if in the folder
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(database, check_same_thread=False, isolation_level=None)
+        columns = ", ".join(f'"{name}" TEXT' for name in STORED_KEYWORDS if name != PRIMARY_KEY)
+        with self._lock:
+            if self._db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+                self._db.execute(f"DROP TABLE IF EXISTS {TABLE}")
+                self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            self._db.execute(
+                f'CREATE TABLE IF NOT EXISTS {TABLE} ("{PRIMARY_KEY}" TEXT PRIMARY KEY, '
+                f"path TEXT NOT NULL, size INTEGER, mtime INTEGER, syntax TEXT, {columns})"
+            )
+            for keyword in UNIQUE_KEYS.values():
+                self._db.execute(f'CREATE INDEX IF NOT EXISTS "by_{keyword}" ON {TABLE} ("{keyword}")')
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return self._db.execute(f"SELECT COUNT(*) FROM {TABLE}").fetchone()[0]
+
+    # ---- adding -------------------------------------------------------------
+    def add_file(self, path: str) -> StoredInstance:
+        """Index (or re-index) the file at `path`; NotIndexable if it cannot be."""
+        instance = read_instance(os.path.abspath(path))
+        with self._lock:
+            self._put(instance)
+        return instance
+
+    def _put(self, instance: StoredInstance) -> None:
+        stat = os.stat(instance.path)
+        record = instance.record
+        values = [instance.path, stat.st_size, stat.st_mtime_ns, instance.transfer_syntax]
+        values += [MULTIPLE.join(record[name]) for name in STORED_KEYWORDS]
+        names = ", ".join(f'"{name}"' for name in _COLUMNS)
+        marks = ", ".join("?" * len(_COLUMNS))
+        self._db.execute(f"INSERT OR REPLACE INTO {TABLE} ({names}) VALUES ({marks})", values)
+
+    def scan(self) -> ScanSummary:
+        """Index what the instance folder holds now, recursively, in one transaction."""
+        summary = ScanSummary()
+        with self._lock:
+            known = {row[0]: (row[1], row[2]) for row in self._db.execute(f"SELECT path, size, mtime FROM {TABLE}")}
+            seen = set()
+            self._db.execute("BEGIN")
+            try:
+                for path in _files(self.folder):
+                    if path.startswith(self._database):
+                        continue
+                    seen.add(path)
+                    self._scan_file(path, known.get(path), summary)
+                gone = [(path,) for path in known if path not in seen]
+                self._db.executemany(f"DELETE FROM {TABLE} WHERE path = ?", gone)
+                summary.removed = len(gone)
+            finally:
+                self._db.execute("COMMIT")
+        return summary
+
+    def _scan_file(self, path: str, known: tuple[int, int] | None, summary: ScanSummary) -> None:
+        stat = os.stat(path)
+        if known == (stat.st_size, stat.st_mtime_ns):
+            summary.unchanged += 1
+            return
+        try:
+            self._put(read_instance(path))
+        except NotIndexable as exc:
+            LOGGER.warning(f"Skipping {path}: {exc}")
+            summary.skipped.append(path)
+            return
+        summary.indexed += 1
+
+    # ---- searching ----------------------------------------------------------
+    def instances(self, query: Query) -> list[StoredInstance]:
+        """The indexed instances that may match `query`: narrowed by its exact unique keys only."""
+        clauses, parameters = [], []
+        for keyword in UNIQUE_KEYS.values():
+            condition = query.conditions.get(keyword)
+            exact = condition.exact_values() if condition is not None else None
+            if exact is not None:
+                clauses.append(f'"{keyword}" IN ({", ".join("?" * len(exact))})')
+                parameters.extend(exact)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        names = ", ".join(f'"{name}"' for name in ("path", "syntax", *STORED_KEYWORDS))
+        with self._lock:
+            rows = self._db.execute(f"SELECT {names} FROM {TABLE}{where} ORDER BY rowid", parameters).fetchall()
+        return [StoredInstance(row[0], row[1], _record(row[2:])) for row in rows]
+
+    def find(self, query: Query) -> list[Record]:
+        """The entities a C-FIND `query` matches."""
+        return find_matches(query, (instance.record for instance in self.instances(query)))
+
+    def retrieve(self, query: Query) -> list[StoredInstance]:
+        """The instances a C-GET/C-MOVE `query` asks for: every one under each matching entity."""
+        return [instance for instance in self.instances(query) if query.accepts(instance.record)]
+
+
+def _record(row: tuple) -> Record:
+    return {name: _split(value) for name, value in zip(STORED_KEYWORDS, row)}
+
+
+def _split(value: str | None) -> Values:
+    return tuple(value.split(MULTIPLE)) if value else ()
+
+
+def _files(folder: str):
+    """Every file under `folder`, in a stable order, except the spool files of receptions."""
+    for directory, subdirectories, names in os.walk(folder):
+        subdirectories.sort()
+        for name in sorted(names):
+            if not name.endswith(SPOOL_SUFFIX):
+                yield os.path.join(directory, name)

@@ -1,0 +1,218 @@
+"""qrscp: a Verification, Storage and Query/Retrieve SCP over a folder of DICOM files.
+
+`python -m router.net qrscp -c config.ini` reads pynetdicom's qrscp layout
+(`qr_config`: our settings, then a section per move destination);
+command-line options override the file.
+
+At start the files under `instance_location` are indexed (`qr_index`).
+C-STOREd instances are written there bit for bit as `<SOP Instance UID>.dcm`
+and indexed. C-FIND, C-GET and C-MOVE serve the Patient Root, Study Root and
+Patient/Study Only models at every level they define; retrievals stream the
+stored files as they are.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sqlite3
+import sys
+from typing import Iterator
+
+
+from router.net import evt, sop_class
+from router.net.ae import AE
+from router.net.apps.common import add_output_options, add_timeout_options, setup_logging
+from router.net.apps.qr_config import OVERRIDABLE, ConfigError, QRConfig, load_config
+from router.net.apps.qr_index import InstanceIndex, NotIndexable, StoredInstance
+from router.net.apps.qr_model import MODELS, IdentifierError, Query
+from router.net.apps.qr_model import find_query, find_response, retrieve_query
+from router.net.apps.storescp import FILE_SUFFIX
+from router.net.contexts import accept_all_storage
+from router.net.status import CANCEL, CANNOT_UNDERSTAND, DOES_NOT_MATCH_SOP_CLASS, OUT_OF_RESOURCES
+from router.net.status import PENDING, PENDING_WARNING, SUCCESS
+from router.net.values import validate_uid
+
+LOGGER = logging.getLogger("router.net")
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_BAD_CONFIG = 2
+QR_SOP_CLASSES = tuple(MODELS)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="qrscp", description="A Verification, Storage and Query/Retrieve SCP")
+    add_output_options(parser)
+    parser.add_argument("-c", "--config", metavar="[f]ilename", help="use configuration file f (default: built-in settings)")
+    parser.add_argument("--port", type=int, help="override the configured TCP/IP listen port")
+    parser.add_argument("-aet", "--ae-title", help="override the configured AE title")
+    parser.add_argument("-ba", "--bind-address", help="override the configured address to listen on")
+    parser.add_argument("--database-location", metavar="[f]ile", help="override the configured index database")
+    parser.add_argument("--instance-location", metavar="[d]irectory", help="override the configured instance folder")
+    add_timeout_options(parser)
+    parser.set_defaults(acse_timeout=None, dimse_timeout=None, network_timeout=None, max_pdu=None)  # the file decides
+    return parser.parse_args(argv)
+
+
+# ---- the service -------------------------------------------------------------------------------
+class QueryRetrieveService:
+    """The event handlers of qrscp, over one index."""
+
+    def __init__(self, config: QRConfig, index: InstanceIndex) -> None:
+        self.config = config
+        self.index = index
+
+    def handlers(self) -> list[tuple]:
+        return [
+            (evt.EVT_C_STORE, self.on_store),
+            (evt.EVT_C_FIND, self.on_find),
+            (evt.EVT_C_GET, self.on_get),
+            (evt.EVT_C_MOVE, self.on_move),
+        ]
+
+    def on_store(self, event: evt.Event) -> int:
+        """Write the instance as received into the instance folder and index it."""
+        uid = event.request.affected_sop_instance_uid
+        try:
+            path = os.path.join(self.index.folder, validate_uid(uid, "SOP instance") + FILE_SUFFIX)
+        except ValueError as exc:
+            LOGGER.error(f"Refusing an instance: {exc}")
+            return CANNOT_UNDERSTAND
+        try:
+            event.save_as(path)
+        except OSError as exc:
+            LOGGER.error(f"Could not store {path}: {exc}")
+            return OUT_OF_RESOURCES
+        try:
+            self.index.add_file(path)
+        except NotIndexable as exc:
+            LOGGER.error(f"Refusing {uid}: {exc}")
+            os.unlink(path)
+            return CANNOT_UNDERSTAND
+        LOGGER.info(f"Stored and indexed {path}")
+        return SUCCESS
+
+    def on_find(self, event: evt.Event) -> Iterator[tuple[int, object]]:
+        """Yield each matching entity's identifier: 0xFF01 when some requested keys are not supported."""
+        try:
+            query = self._query(event, find_query, "C-FIND")
+            matches = self.index.find(query)
+        except IdentifierError as exc:
+            LOGGER.error(f"Invalid C-FIND identifier: {exc}")
+            yield DOES_NOT_MATCH_SOP_CLASS, None
+            return
+        status = PENDING_WARNING if query.unsupported else PENDING
+        for entity in matches:
+            if event.is_cancelled:
+                yield CANCEL, None
+                return
+            response = find_response(query, entity)
+            response.RetrieveAETitle = self.config.ae_title
+            yield status, response
+
+    def on_get(self, event: evt.Event) -> Iterator:
+        """The number of instances to send, then each one's file."""
+        instances = self._retrieve(event, "C-GET")
+        if instances is None:
+            yield DOES_NOT_MATCH_SOP_CLASS, None  # in place of the count: the retrieve ends at once
+            return
+        yield from _sub_operations(event, instances)
+
+    def on_move(self, event: evt.Event) -> Iterator:
+        """Where the move destination listens, then the number of instances, then each one's file."""
+        title = str(event.move_destination).strip()
+        destination = self.config.destinations.get(title)
+        if destination is None:
+            yield None, None  # the engine answers 0xA801 (move destination unknown)
+            return
+        yield destination.address, destination.port
+        instances = self._retrieve(event, "C-MOVE")
+        if instances is None:
+            yield DOES_NOT_MATCH_SOP_CLASS, None
+            return
+        yield from _sub_operations(event, instances)
+
+    def _retrieve(self, event: evt.Event, service: str) -> list[StoredInstance] | None:
+        """The instances a C-GET/C-MOVE asks for; None (logged) if its identifier is invalid."""
+        try:
+            return self.index.retrieve(self._query(event, retrieve_query, service))
+        except IdentifierError as exc:
+            LOGGER.error(f"Invalid {service} identifier: {exc}")
+            return None
+
+    def _query(self, event: evt.Event, parse, service: str) -> Query:
+        identifier = event.identifier
+        if self.config.log_identifier and LOGGER.isEnabledFor(logging.INFO):
+            LOGGER.info(f"{service} request identifier:\n{identifier}")
+        return parse(identifier, MODELS[event.request.affected_sop_class_uid])
+
+
+def _sub_operations(event: evt.Event, instances: list[StoredInstance]) -> Iterator:
+    """The count, then each instance's file: the engine streams it, or encodes it anew in the
+    uncompressed syntax a peer accepted instead of the file's own."""
+    yield len(instances)
+    for instance in instances:
+        if event.is_cancelled:
+            yield CANCEL, None
+            return
+        yield PENDING, instance.path
+
+
+# ---- the app ---------------------------------------------------------------------------------------
+def build_ae(config: QRConfig) -> AE:
+    """An AE that serves Verification, every Storage SOP class in every transfer syntax, and Q/R."""
+    ae = AE(config.ae_title)
+    ae.maximum_pdu_size = config.max_pdu
+    ae.acse_timeout = config.acse_timeout
+    ae.dimse_timeout = config.dimse_timeout
+    ae.network_timeout = config.network_timeout
+    ae.maximum_associations = config.maximum_associations
+    ae.spool_directory = config.instance_location  # large receptions become their file by a rename
+    ae.add_supported_context(sop_class.Verification)
+    accept_all_storage(ae, scu_role=True, scp_role=True)  # scp_role: a C-GET requestor receives our C-STOREs
+    for uid in QR_SOP_CLASSES:
+        ae.add_supported_context(uid)
+    return ae
+
+
+def open_index(config: QRConfig) -> InstanceIndex:
+    """The index of the instance folder, brought up to date."""
+    os.makedirs(config.instance_location, exist_ok=True)
+    index = InstanceIndex(config.database_location, config.instance_location)
+    summary = index.scan()
+    LOGGER.info(
+        f"{len(index)} instances in {config.instance_location}: {summary.indexed} indexed, "
+        f"{summary.unchanged} unchanged, {len(summary.skipped)} skipped, {summary.removed} removed"
+    )
+    return index
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    setup_logging(args)
+    try:
+        config = load_config(args.config, {name: getattr(args, name) for name in OVERRIDABLE})
+    except ConfigError as exc:
+        LOGGER.error(str(exc))
+        return EXIT_BAD_CONFIG
+    try:
+        index = open_index(config)
+    except (OSError, sqlite3.Error) as exc:
+        LOGGER.error(f"Cannot open the index {config.database_location} of {config.instance_location}: {exc}")
+        return EXIT_FAILED
+    ae = build_ae(config)
+    ae.connection_timeout = args.connection_timeout  # for the associations C-MOVE opens
+    service = QueryRetrieveService(config, index)
+    try:
+        ae.start_server((config.bind_address, config.port), block=True, evt_handlers=service.handlers())
+    except OSError as exc:
+        LOGGER.error(f"Cannot listen on {config.bind_address or '*'}:{config.port}: {exc.strerror or exc}")
+        return EXIT_FAILED
+    finally:
+        index.close()
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
