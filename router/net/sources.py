@@ -83,6 +83,20 @@ def source_for(dataset_or_path: Dataset | DatasetSource | str | os.PathLike) -> 
     )
 
 
+def known_file_source(path: str | os.PathLike, sop_class_uid: str, sop_instance_uid: str, transfer_syntax: str) -> DatasetSource:
+    """The source for a Part 10 file whose SOP class, instance and syntax the caller already knows.
+
+    Only the file meta's lengths are walked, its values are not decoded: for a
+    small instance, decoding them costs more than sending it.
+    """
+    path = os.fspath(path)
+    with open(path, "rb") as file:
+        offset = _data_offset(file)
+    if offset is None:
+        return source_for(path)
+    return DatasetSource(sop_class_uid, sop_instance_uid, transfer_syntax, os.path.getsize(path) - offset, path=path, offset=offset)
+
+
 def _data_offset(file) -> int | None:
     """Where the data set starts after preamble and file meta, or None if the file has none."""
     if file.read(PREAMBLE_LENGTH + len(MAGIC))[PREAMBLE_LENGTH:] != MAGIC:

@@ -1,0 +1,205 @@
+"""Running a real worker process for the tests: its config, its spool, instances to announce, its peers.
+
+`RouterSetup` writes a config file (a spool, DICOM and folder destinations,
+rules) in a test's directory. `WorkerProcess` runs `python -m workers` on it
+and stops it by pid (SIGTERM, or SIGKILL to play a crash). `Announcer` writes
+Part 10 files into the spool's incoming/ the way a listener does and pushes
+their InstanceAccepted messages on the bus. `start_storescp` runs DCMTK's
+bit-preserving storescp on a given port (so a destination can come back on
+the port it had), and `received` reads what a folder of stored files holds,
+by SOP Instance UID.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pydicom
+import yaml
+import zmq
+
+from router.bus import InstanceAccepted, encode, sender, worker_endpoints
+from router.config import load_config
+from router.spool import Spool
+from tests.conftest import LOOPBACK, PEER_READY_TIMEOUT, REPO_ROOT, Peer, is_listening, peer_environment, wait_until
+from tests.interop import store_data
+
+WORKER_READY_TIMEOUT = 20.0
+STOP_TIMEOUT = 15.0  # SIGTERM to exit: the drain is 10 s at most
+FAST_RETRY = {"attempts": 50, "backoff": "0.2s", "max_backoff": "1s"}
+FAST_SCAN = ("--scan-interval", "1", "--scan-grace", "0.5")
+STORESCP_TITLE = "STORESCP"
+
+
+@dataclass
+class RouterSetup:
+    """A config file with its spool, written under `directory`."""
+
+    directory: Path
+    destinations: dict = field(default_factory=dict)
+    rules: list = field(default_factory=list)
+
+    @property
+    def path(self) -> Path:
+        return self.directory / "router.yml"
+
+    @property
+    def spool(self) -> Spool:
+        return Spool(self.directory / "spool")
+
+    def dicom(self, name: str, port: int, ae_title: str = STORESCP_TITLE, associations: int = 1, retry=None) -> None:
+        self.destinations[name] = {
+            "address": f"{LOOPBACK}:{port}",
+            "ae_title": ae_title,
+            "max_associations": associations,
+            "retry": retry or FAST_RETRY,
+        }
+
+    def folder(self, name: str) -> Path:
+        self.destinations[name] = {"folder": f"./{name}", "retry": FAST_RETRY}
+        return self.directory / name
+
+    def forward_all(self, *destinations: str) -> None:
+        self.rules = [{"name": "everything", "forward": list(destinations)}]
+
+    def write(self) -> Path:
+        document = {
+            "router": {"ae_title": "ROUTER", "workers": 1, "listeners": 1, "spool": "./spool"},
+            "destinations": self.destinations,
+            "rules": self.rules,
+        }
+        self.path.write_text(yaml.safe_dump(document, sort_keys=False))
+        load_config(self.path)  # a test config must be valid
+        self.spool.create()
+        return self.path
+
+
+class WorkerProcess:
+    """`python -m workers CONFIG --index 0 ...`; its stderr goes to a log file."""
+
+    def __init__(self, setup: RouterSetup, *options: str) -> None:
+        self.setup = setup
+        self.options = options
+        self.log_path = setup.directory / "worker.log"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> "WorkerProcess":
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "workers", str(self.setup.path), "--index", "0", *self.options],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=REPO_ROOT,
+                env=peer_environment(),
+            )
+        assert wait_until(lambda: "started" in self.output() or self.process.poll() is not None, WORKER_READY_TIMEOUT)
+        assert self.process.poll() is None, f"the worker did not start:\n{self.output()}"
+        return self
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def signal(self, number: int) -> None:
+        assert self.process is not None
+        os.kill(self.process.pid, number)
+
+    def stop(self) -> int:
+        """SIGTERM; the exit code (bounded)."""
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.signal(signal.SIGTERM)
+        return self.process.wait(STOP_TIMEOUT)
+
+    def kill(self) -> None:
+        """kill -9, as a crash."""
+        if self.process is not None and self.process.poll() is None:
+            self.signal(signal.SIGKILL)
+            self.process.wait(STOP_TIMEOUT)
+
+
+class Announcer:
+    """Plays the listener: spool files in incoming/, and their announcements on the bus."""
+
+    def __init__(self, setup: RouterSetup) -> None:
+        config = load_config(setup.path)
+        self.spool = setup.spool
+        self.context = zmq.Context()
+        self.push = sender(self.context, worker_endpoints(self.spool.bus, config.router.bus, config.router.workers))
+        self.sources: dict[str, Path] = {}  # SOP Instance UID -> the original file
+
+    def put(self, instance: store_data.Instance, calling_ae: str = "MODALITY") -> InstanceAccepted:
+        """Copy `instance` into incoming/ (as accepted) and return its announcement."""
+        name = self.spool.new_name(instance.sop_instance_uid)
+        path = self.spool.path_of(name)
+        temporary = self.spool.tmp / name
+        temporary.write_bytes(instance.path.read_bytes())
+        temporary.rename(path)
+        self.sources[instance.sop_instance_uid] = instance.path
+        return InstanceAccepted(
+            name, instance.sop_class_uid, instance.sop_instance_uid, instance.transfer_syntax,
+            calling_ae, "ROUTER", LOOPBACK, path.stat().st_size, time.time(),
+        )
+
+    def announce(self, *messages: InstanceAccepted) -> None:
+        for message in messages:
+            self.push.send(encode(message))
+
+    def close(self) -> None:
+        self.push.close(2000)
+        self.context.term()
+
+
+def instances(directory: Path, count: int, syntax: str = "explicit", kind: str = store_data.SMALL) -> list[store_data.Instance]:
+    """`count` fresh instances (new UIDs, distinct pixels) of one kind in one syntax."""
+    directory.mkdir(parents=True, exist_ok=True)
+    made = []
+    for index in range(count):
+        dataset = store_data.GENERATORS[kind](seed=index + 1)
+        path = directory / f"{kind}-{syntax}-{index}.dcm"
+        made.append(store_data.write_instance(dataset, store_data.SYNTAXES[syntax], path, kind))
+    return made
+
+
+def received(directory: Path) -> Counter:
+    """How many files under `directory` hold each SOP Instance UID."""
+    counts: Counter = Counter()
+    if directory.exists():
+        for path in directory.rglob("*.dcm"):
+            counts[str(pydicom.dcmread(path, stop_before_pixels=True).file_meta.MediaStorageSOPInstanceUID)] += 1
+    return counts
+
+
+def stored_files(directory: Path) -> dict[str, Path]:
+    """The stored file of each SOP Instance UID under `directory` (the last one seen)."""
+    return {
+        str(pydicom.dcmread(path, stop_before_pixels=True).file_meta.MediaStorageSOPInstanceUID): path
+        for path in directory.rglob("*.dcm")
+    }
+
+
+def start_storescp(directory: Path, port: int, out: Path, peers: list[Peer]) -> Peer:
+    """DCMTK's storescp on `port`: bit-preserving, every syntax, a unique file per C-STORE, a process per association."""
+    out.mkdir(parents=True, exist_ok=True)
+    log_path = directory / f"storescp-{port}-{len(peers)}.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            ["storescp", "-v", "--fork", "+B", "+xa", "+uf", "-fe", ".dcm", "-aet", STORESCP_TITLE, "-od", str(out), str(port)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=directory,
+            env=peer_environment(),
+        )
+    peer = Peer("storescp", port, process, log_path)
+    peers.append(peer)
+    assert wait_until(lambda: is_listening(port) or process.poll() is not None, PEER_READY_TIMEOUT), peer.output()
+    assert process.poll() is None, f"storescp did not start on {port}:\n{peer.output()}"
+    return peer
