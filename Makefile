@@ -20,7 +20,7 @@ peers:
 	fi
 
 run: $(STAMP)
-	$(PY) -m router.net echoscp 11112 -v
+	$(VENV)/bin/router run examples/rules.yml
 
 test: $(STAMP) peers
 	$(PY) -m pytest tests

@@ -1,0 +1,270 @@
+"""The supervisor: `router run` starts, watches, restarts, reloads and stops the router's processes.
+
+It owns the process tree, nothing else: listeners (`python -m router.listener`)
+and workers (`python -m workers`) are started by entry point as separate
+processes. It waits on signals only (SIGCHLD, SIGHUP, SIGTERM, SIGINT, through
+a wake-up pipe), never polls:
+- a child that dies is restarted after a back-off that doubles up to
+  `MAX_RESTART_DELAY`, and starts again from `FIRST_RESTART_DELAY` once the
+  child has stayed up for `STABLE_AFTER` seconds;
+- SIGHUP re-reads the config: a file with problems is refused (they are
+  logged) and everything goes on as before; a good one is passed on to every
+  child with SIGHUP;
+- SIGTERM or SIGINT stop the listeners first (they stop accepting and let open
+  associations finish), then the workers (they finish in-flight deliveries);
+  whoever outlives `STOP_TIMEOUT` is killed, and the supervisor exits 0.
+Children die with the supervisor (PR_SET_PDEATHSIG), so a killed router never
+leaves orphans that hold the port. A lock file keeps two routers off one
+spool. `status.json` in the spool says which processes run and how often each
+was restarted, for `router status`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import json
+import logging
+import os
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+
+from router.config import Config, ConfigError, load_config
+from router.spool import Spool
+
+LOGGER = logging.getLogger("router.supervisor")
+FIRST_RESTART_DELAY = 0.5
+MAX_RESTART_DELAY = 30.0
+STABLE_AFTER = 60.0
+STOP_TIMEOUT = 40.0  # listeners: 30 s to drain associations, plus margin
+PR_SET_PDEATHSIG = 1
+STATUS_FILE = "status.json"
+LOCK_FILE = "router.lock"
+
+
+class ExitCode(int, Enum):
+    OK = 0
+    BAD_CONFIG = 1
+    SPOOL_IN_USE = 2
+
+
+class Role(str, Enum):
+    LISTENER = "listener"
+    WORKER = "worker"
+
+    @property
+    def module(self) -> str:
+        return "router.listener" if self is Role.LISTENER else "workers"
+
+
+@dataclass
+class Child:
+    """One supervised process and its restart history."""
+
+    role: Role
+    index: int
+    pid: int = 0
+    started_at: float = 0.0
+    restarts: int = 0
+    alive: bool = False
+    next_delay: float = FIRST_RESTART_DELAY
+    restart_at: float | None = field(default=None, repr=False)
+    process: subprocess.Popen | None = field(default=None, repr=False)
+
+    @property
+    def name(self) -> str:
+        return f"{self.role.value}-{self.index}"
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: get SIGTERM when the supervisor dies, however it dies."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+class Supervisor:
+    """Runs the router described by the config file at `path`."""
+
+    def __init__(self, path: Path, log_json: bool = False) -> None:
+        self.path = path
+        self.log_json = log_json
+        self.config: Config = load_config(path)
+        self.spool = Spool(self.config.router.spool)
+        self.children = [Child(Role.LISTENER, i) for i in range(self.config.router.listeners)] + [
+            Child(Role.WORKER, i) for i in range(self.config.router.workers)
+        ]
+        self._stopping = False
+        self._lock_handle = None
+
+    # ---- running ----------------------------------------------------------
+    def run(self) -> ExitCode:
+        self.spool.create()
+        if not self._lock_spool():
+            LOGGER.error(f"another router already runs on the spool {self.spool.root}")
+            return ExitCode.SPOOL_IN_USE
+        wake_read, wake_write = socket.socketpair()
+        wake_read.setblocking(False)
+        wake_write.setblocking(False)
+        signal.set_wakeup_fd(wake_write.fileno(), warn_on_full_buffer=False)
+        for signum in (signal.SIGCHLD, signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: None)  # the wake-up fd carries the signal number
+        LOGGER.info(
+            f"router {self.config.router.ae_title} on {self.config.router.listen}: "
+            f"{self.config.router.listeners} listener(s), {self.config.router.workers} worker(s), spool {self.spool.root}"
+        )
+        for child in self.children:
+            self._start(child)
+        try:
+            with selectors.DefaultSelector() as selector:
+                selector.register(wake_read, selectors.EVENT_READ)
+                while not self._stopping:
+                    selector.select(self._next_timeout())
+                    self._handle_signals(wake_read)
+                    self._restart_due()
+        finally:
+            signal.set_wakeup_fd(-1)
+            wake_read.close()
+            wake_write.close()
+        self._stop_all()
+        return ExitCode.OK
+
+    def _handle_signals(self, wake_read: socket.socket) -> None:
+        try:
+            received = wake_read.recv(256)
+        except BlockingIOError:
+            received = b""
+        for signum in set(received):
+            if signum in (signal.SIGTERM, signal.SIGINT):
+                LOGGER.info(f"{signal.Signals(signum).name}: stopping")
+                self._stopping = True
+            elif signum == signal.SIGHUP:
+                self._reload()
+        self._reap()
+
+    def _next_timeout(self) -> float | None:
+        due = [child.restart_at for child in self.children if child.restart_at is not None]
+        return max(0.0, min(due) - time.monotonic()) if due else None
+
+    # ---- children ---------------------------------------------------------
+    def _command(self, child: Child) -> list[str]:
+        command = [sys.executable, "-m", child.role.module, str(self.path), "--index", str(child.index)]
+        return command + (["--log-json"] if self.log_json else [])
+
+    def _start(self, child: Child) -> None:
+        child.process = subprocess.Popen(self._command(child), preexec_fn=_die_with_parent)
+        child.pid, child.alive, child.restart_at = child.process.pid, True, None
+        child.started_at = time.monotonic()
+        LOGGER.info(f"started {child.name} (pid {child.pid})")
+        self._write_status()
+
+    def _reap(self) -> None:
+        for child in self.children:
+            if not child.alive or child.process is None or child.process.poll() is None:
+                continue
+            child.alive = False
+            code = child.process.returncode
+            if self._stopping:
+                continue
+            uptime = time.monotonic() - child.started_at
+            if uptime >= STABLE_AFTER:
+                child.next_delay = FIRST_RESTART_DELAY
+            LOGGER.error(f"{child.name} (pid {child.pid}) exited with {_exit_text(code)}; restarting in {child.next_delay:g} s")
+            child.restart_at = time.monotonic() + child.next_delay
+            child.next_delay = min(child.next_delay * 2, MAX_RESTART_DELAY)
+            self._write_status()
+
+    def _restart_due(self) -> None:
+        now = time.monotonic()
+        for child in self.children:
+            if child.restart_at is not None and child.restart_at <= now and not self._stopping:
+                child.restarts += 1
+                self._start(child)
+
+    def _reload(self) -> None:
+        try:
+            config = load_config(self.path)
+        except ConfigError as error:
+            LOGGER.error(f"SIGHUP: {self.path} has {len(error.problems)} problem(s); keeping the running config")
+            for problem in error.problems:
+                LOGGER.error(str(problem))
+            return
+        if (config.router.listeners, config.router.workers, config.router.spool) != (
+            self.config.router.listeners, self.config.router.workers, self.config.router.spool,
+        ):
+            LOGGER.warning("SIGHUP: process counts and the spool change only with a restart of the router")
+        self.config = config
+        LOGGER.info("SIGHUP: config reloaded; passing it on")
+        for child in self.children:
+            if child.alive and child.process is not None:
+                child.process.send_signal(signal.SIGHUP)
+
+    def _stop_all(self) -> None:
+        """Listeners first (no new instances), then workers; kill what outlives the timeout."""
+        for role in (Role.LISTENER, Role.WORKER):
+            group = [c for c in self.children if c.role is role and c.alive and c.process is not None]
+            for child in group:
+                child.process.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+            deadline = time.monotonic() + STOP_TIMEOUT
+            for child in group:
+                try:
+                    child.process.wait(max(0.0, deadline - time.monotonic()))  # type: ignore[union-attr]
+                except subprocess.TimeoutExpired:
+                    LOGGER.error(f"{child.name} did not stop in {STOP_TIMEOUT:g} s: killing it")
+                    child.process.kill()  # type: ignore[union-attr]
+                    child.process.wait()  # type: ignore[union-attr]
+                child.alive = False
+        self._write_status()
+        LOGGER.info("router stopped")
+
+    # ---- files ------------------------------------------------------------
+    def _lock_spool(self) -> bool:
+        self._lock_handle = open(self.spool.root / LOCK_FILE, "a")
+        try:
+            fcntl.flock(self._lock_handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+    def _write_status(self) -> None:
+        status = {
+            "supervisor": {"pid": os.getpid(), "config": str(self.path)},
+            "processes": [
+                {"name": child.name, "role": child.role.value, "index": child.index, "pid": child.pid,
+                 "alive": child.alive, "restarts": child.restarts}
+                for child in self.children
+            ],
+        }
+        temporary = self.spool.root / f".{STATUS_FILE}.tmp"
+        temporary.write_text(json.dumps(status, indent=1))
+        temporary.replace(self.spool.root / STATUS_FILE)
+
+
+def read_status(spool: Spool) -> dict | None:
+    """What the supervisor last wrote of its processes, or None if it never ran on this spool."""
+    try:
+        return json.loads((spool.root / STATUS_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def supervisor_running(spool: Spool) -> bool:
+    """True while a router holds the spool's lock."""
+    try:
+        with open(spool.root / LOCK_FILE, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
+def _exit_text(code: int) -> str:
+    return f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
