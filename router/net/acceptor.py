@@ -106,6 +106,7 @@ class AcceptorAssociation(Association):
             require_calling_aet=self.ae.require_calling_aet,
             at_association_limit=self.server.at_limit(self),
             extra_user_items=reply_items,
+            prefer_proposed_syntax=self.ae.prefer_proposed_syntax,
         )
         outcome = negotiate(request, policy)
         reply = outcome.reply

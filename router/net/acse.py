@@ -50,6 +50,7 @@ class AcceptorPolicy:
     require_calling_aet: Sequence[str] = ()
     at_association_limit: bool = False
     extra_user_items: Sequence = field(default_factory=tuple)  # e.g. a User Identity AC
+    prefer_proposed_syntax: bool = False  # pick the requestor's first syntax we support, not ours
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,10 @@ def negotiate(request: AssociateRQ, policy: AcceptorPolicy) -> Negotiation:
     supported: dict[str, PresentationContext] = {}
     for context in policy.contexts:
         supported.setdefault(context.abstract_syntax, context)  # the first one listed wins
-    contexts = [_negotiate_context(item, supported, proposed_roles) for item in request.presentation_contexts]
+    contexts = [
+        _negotiate_context(item, supported, proposed_roles, policy.prefer_proposed_syntax)
+        for item in request.presentation_contexts
+    ]
     reply = AssociateAC(
         called_ae_title=request.called_ae_title,
         calling_ae_title=request.calling_ae_title,
@@ -106,13 +110,17 @@ def _negotiate_context(
     item: PresentationContextRQ,
     supported: dict[str, PresentationContext],
     proposed_roles: dict[str, RoleSelection],
+    prefer_proposed_syntax: bool = False,
 ) -> PresentationContext:
     result = PresentationContext(item.abstract_syntax, [], context_id=item.context_id)
     ours = supported.get(item.abstract_syntax)
     if ours is None:
         result.result = ContextResult.ABSTRACT_SYNTAX_NOT_SUPPORTED
         return result
-    chosen = next((ts for ts in ours.transfer_syntax if ts in item.transfer_syntaxes), None)
+    if prefer_proposed_syntax:
+        chosen = next((ts for ts in item.transfer_syntaxes if ts in ours.transfer_syntax), None)
+    else:
+        chosen = next((ts for ts in ours.transfer_syntax if ts in item.transfer_syntaxes), None)
     if chosen is None:
         result.result = ContextResult.TRANSFER_SYNTAXES_NOT_SUPPORTED
         return result

@@ -65,6 +65,9 @@ class AE:
         self.implementation_version_name: str | None = IMPLEMENTATION_VERSION_NAME
         self.require_calling_aet: list[str] = []
         self.require_called_aet = False
+        # Accept the requestor's first transfer syntax we support rather than our first one:
+        # an SCU proposes its data's own syntax first, so a pass-through SCP gets the bytes unchanged.
+        self.prefer_proposed_syntax = False
         self.spool_directory: str | None = None  # where large received data sets spool; None: the temp dir
         self.spool_threshold = DEFAULT_SPOOL_THRESHOLD  # bytes kept in memory before spooling to a file
 

@@ -270,6 +270,11 @@ def all_storage_contexts(
 
 
 def accept_all_storage(ae: AE, scu_role: bool | None = None, scp_role: bool | None = None) -> None:
-    """Make `ae` accept every Storage SOP class in every transfer syntax (merged with what it has)."""
+    """Make `ae` accept every Storage SOP class in every transfer syntax (merged with what it has).
+
+    It also takes the syntax each requestor proposes first (`prefer_proposed_syntax`):
+    an SCU offers its data's own syntax first, so what arrives is what was sent.
+    """
+    ae.prefer_proposed_syntax = True
     for uid in sop_class.STORAGE_SOP_CLASSES:
         ae.add_supported_context(uid, ALL_TRANSFER_SYNTAXES, scu_role, scp_role)

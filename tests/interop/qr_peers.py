@@ -49,29 +49,30 @@ ACSE_TIMEOUT, DIMSE_TIMEOUT = 10, 20  # seconds, for the peers' own waits
 class Quirks:
     """What a peer does its own way, where the standard leaves it a choice (or where it strays)."""
 
-    get_sent_as: Mapping[str, str]  # the syntax an instance goes in over a C-GET from our getscu, by its own
-    move_sent_as: Mapping[str, str]  # the same over a C-MOVE to our storage SCPs (absent: unchanged)
+    get_sent_as: Mapping[str, tuple[str, ...]]  # the syntaxes an instance may go in over a C-GET from our getscu
+    move_sent_as: Mapping[str, tuple[str, ...]]  # the same over a C-MOVE to our storage SCPs (absent: unchanged)
     one_match_per_instance: bool  # a C-FIND match is repeated once per instance under it
 
 
 #: dcmqrscp sends a C-GET's instance in the first accepted context of its SOP class, which is our getscu's
 #: Explicit VR Little Endian one; for a C-MOVE it proposes one context per SOP class with the uncompressed
-#: syntaxes, and our SCPs accept Implicit VR Little Endian there.
+#: syntaxes, ordered by what it met first in the study, and converts the others: an uncompressed instance
+#: arrives in either little endian syntax.
 DCMQRSCP_QUIRKS = Quirks(
     get_sent_as={
-        IMPLICIT_VR_LITTLE_ENDIAN: EXPLICIT_VR_LITTLE_ENDIAN,
-        DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN: EXPLICIT_VR_LITTLE_ENDIAN,
+        IMPLICIT_VR_LITTLE_ENDIAN: (EXPLICIT_VR_LITTLE_ENDIAN,),
+        DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN: (EXPLICIT_VR_LITTLE_ENDIAN,),
     },
     move_sent_as={
-        EXPLICIT_VR_LITTLE_ENDIAN: IMPLICIT_VR_LITTLE_ENDIAN,
-        DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN: IMPLICIT_VR_LITTLE_ENDIAN,
+        syntax: (EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN)
+        for syntax in (EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN, DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN)
     },
     one_match_per_instance=False,
 )
 #: pynetdicom's qrscp keeps an instance's own syntax where a context of it was accepted (our getscu has none of
 #: Deflated; for a C-MOVE it proposes each instance's own), and answers C-FIND from its table of instances.
 PYNETDICOM_QUIRKS = Quirks(
-    get_sent_as={DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN: EXPLICIT_VR_LITTLE_ENDIAN},
+    get_sent_as={DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN: (EXPLICIT_VR_LITTLE_ENDIAN,)},
     move_sent_as={},
     one_match_per_instance=True,
 )
@@ -91,11 +92,11 @@ class Archive:
     def port(self) -> int:
         return self.peer.port
 
-    def get_sent_as(self, syntax: str) -> str:
-        return self.quirks.get_sent_as.get(syntax, syntax)
+    def get_sent_as(self, syntax: str) -> tuple[str, ...]:
+        return self.quirks.get_sent_as.get(syntax, (syntax,))
 
-    def move_sent_as(self, syntax: str) -> str:
-        return self.quirks.move_sent_as.get(syntax, syntax)
+    def move_sent_as(self, syntax: str) -> tuple[str, ...]:
+        return self.quirks.move_sent_as.get(syntax, (syntax,))
 
 
 def require(present: bool, message: str) -> None:

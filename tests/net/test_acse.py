@@ -425,3 +425,14 @@ def test_requestor_and_acceptor_halves_agree():
         assert requestor_side.transfer_syntax == acceptor_side.transfer_syntax
         assert (requestor_side.as_scu, requestor_side.as_scp) == (acceptor_side.as_scp, acceptor_side.as_scu)
     assert (ours[1].as_scu, ours[1].as_scp) == (False, True)
+
+
+def test_the_requestors_first_syntax_wins_when_the_acceptor_prefers_it():
+    implementation = Implementation(OUR_UID, None, 16382)
+    request, _ = build_request("SCP", "SCU", [build_context(CT_IMAGE_STORAGE, [EXPLICIT, IMPLICIT])], implementation)
+    ours = [build_context(CT_IMAGE_STORAGE, [IMPLICIT, EXPLICIT])]
+    for prefer, expected in ((False, IMPLICIT), (True, EXPLICIT)):
+        policy = AcceptorPolicy("SCP", ours, implementation, prefer_proposed_syntax=prefer)
+        outcome = negotiate(request, policy)
+        assert isinstance(outcome.reply, AssociateAC)
+        assert outcome.contexts[0].transfer_syntax == [expected]

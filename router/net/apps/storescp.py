@@ -15,9 +15,8 @@ import sys
 from router.net import evt
 from router.net.ae import AE
 from router.net.apps.common import add_timeout_options, configure_timeouts, server_parser, setup_logging
-from router.net.contexts import ALL_TRANSFER_SYNTAXES
+from router.net.contexts import accept_all_storage
 from router.net.presentation import VERIFICATION_SOP_CLASS
-from router.net.sop_class import STORAGE_SOP_CLASSES
 from router.net.status import OUT_OF_RESOURCES, SUCCESS
 
 LOGGER = logging.getLogger("router.net")
@@ -59,8 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     ae.maximum_associations = args.max_associations
     ae.spool_directory = args.output_directory  # spooled instances are renamed, never copied
     ae.add_supported_context(VERIFICATION_SOP_CLASS)
-    for sop_class in STORAGE_SOP_CLASSES:
-        ae.add_supported_context(sop_class, ALL_TRANSFER_SYNTAXES)
+    accept_all_storage(ae)  # in the syntax the sender proposes first: what it sent is what is stored
     handlers = [(evt.EVT_C_STORE, store_handler(args.output_directory, args.ignore))]
     ae.start_server((args.bind_address, args.port), block=True, evt_handlers=handlers)
     return 0
