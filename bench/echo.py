@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import cProfile
 import importlib.metadata
-import io
 import json
 import math
 import os
@@ -45,11 +44,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.floor import floor_run, measure_floor, start_floor
+from bench.profiled_scp import format_stats
 from bench.procs import LOOPBACK, ClosedPort, Peers, free_port, timed_run
 
 ROOT = Path(__file__).resolve().parents[1]
 PEER_SCRIPT = Path(__file__).resolve().with_name("pynetdicom_peer.py")
-PROFILED_SCP = Path(__file__).resolve().with_name("profiled_scp.py")
+PROFILED_SCP = "bench.profiled_scp"  # run with -m: as a script, bench/router.py would shadow the router package
 VERIFICATION = "1.2.840.10008.1.1"
 DCMTK_ENV = {"TCP_NODELAY": "1"}
 ECHOSCU_TIMEOUTS = ["-to", "5", "-ta", "5", "-td", "5"]
@@ -405,16 +405,6 @@ def environment() -> str:
 
 # ---- profiling --------------------------------------------------------------
 
-def _print_stats(stats: pstats.Stats, title: str, top: int) -> str:
-    out = []
-    for order in ("tottime", "cumulative"):
-        buffer = io.StringIO()
-        stats.stream = buffer
-        stats.sort_stats(order).print_stats(top)
-        out.append(f"==== {title}: top {top} by {'own' if order == 'tottime' else 'cumulative'} time ====\n{buffer.getvalue()}")
-    return "\n".join(out)
-
-
 def profile_ours(echoes: int, assocs: int, top: int = 25) -> str:
     """cProfile of both sides of ours -> ours: our SCU loops here, our SCP (every thread) in its process."""
     out = [f"reference: bare Python TCP ping-pong {measure_floor(echoes):,.0f} round trips/s (bench/floor.py)",
@@ -422,17 +412,17 @@ def profile_ours(echoes: int, assocs: int, top: int = 25) -> str:
     with Peers() as peers:
         port = free_port()
         prof_file = peers.workdir / "scp.prof"
-        scp = peers.start("ours-echoscp-profiled", [sys.executable, str(PROFILED_SCP), str(prof_file), str(port)], port, cwd=ROOT)
+        scp = peers.start("ours-echoscp-profiled", [sys.executable, "-m", PROFILED_SCP, str(prof_file), str(port)], port, cwd=ROOT)
         ae = _ours_ae()
         rounds = cProfile.Profile()
         rate, _ = _ours_echo_run(ae, port, echoes, 200, rounds)
-        out.append(_print_stats(pstats.Stats(rounds), f"SCU, round trips ({rate:,.0f}/s under cProfile, both sides profiled)", top))
+        out.append(format_stats(pstats.Stats(rounds), f"SCU, round trips ({rate:,.0f}/s under cProfile, both sides profiled)", top))
         setups = cProfile.Profile()
         rate, _ = _ours_assoc_run(ae, port, assocs, setups)
-        out.append(_print_stats(pstats.Stats(setups), f"SCU, associations ({rate:,.0f}/s under cProfile, both sides profiled)", top))
+        out.append(format_stats(pstats.Stats(setups), f"SCU, associations ({rate:,.0f}/s under cProfile, both sides profiled)", top))
         peers.stop(scp, grace=20.0)
         if prof_file.exists():
-            out.append(_print_stats(pstats.Stats(str(prof_file)), "SCP, all its association threads, round trips + associations", top))
+            out.append(format_stats(pstats.Stats(str(prof_file)), "SCP, all its association threads, round trips + associations", top))
         else:
             out.append(f"the profiled SCP left no profile:\n{peers.log_of(scp)}")
     return "\n".join(out)

@@ -1,24 +1,111 @@
-"""Process plumbing for the benchmarks: free ports, peers started and always ended by pid.
+"""Process plumbing for the benchmarks: free ports, peers started and always ended by pid,
+client processes timed, and a server's CPU time and peak memory read from the kernel.
 
 Peers listen on a free loopback port; readiness is read from /proc/net/tcp
 (LISTEN state) instead of probing with connections, because pynetdicom's
 echoscp counts short idle probe connections against its association limit.
+
+A server's resource use over a transfer (`ResourceWatch`): CPU seconds from /proc/PID/stat
+(every thread, plus the children it has reaped, as a forking DCMTK storescp does), read
+before and after; peak resident set from VmHWM in /proc/PID/status of the process and of
+its children, sampled while it runs and once at the end. (wait4's ru_maxrss would not do:
+a child's counts the memory of the Python process that forked it before its exec.)
 """
 
 from __future__ import annotations
 
 import os
+import select
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+
+from bench.launcher import READY
 
 LOOPBACK = "127.0.0.1"
 TCP_LISTEN = "0A"
+STAT_FIRST_AFTER_NAME = 3  # /proc/PID/stat: field 3 (state) is the first after "(name)"
+STAT_CPU_FIELDS = slice(14 - STAT_FIRST_AFTER_NAME, 18 - STAT_FIRST_AFTER_NAME)  # utime, stime, cutime, cstime
+KIB = 1024
+VM_HWM = "VmHWM:"
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What a process used over an interval: CPU seconds (user + system) and peak resident set in bytes."""
+
+    cpu_seconds: float
+    peak_rss: int
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds `pid` has used so far: every thread, plus its reaped children."""
+    text = Path(f"/proc/{pid}/stat").read_text()
+    fields = text[text.rindex(")") + 2:].split()  # the name may hold spaces and parentheses
+    ticks = sum(int(value) for value in fields[STAT_CPU_FIELDS])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def children(pid: int) -> list[int]:
+    """The live (or not yet reaped) children of `pid`, every thread's."""
+    found: list[int] = []
+    try:
+        for task in os.scandir(f"/proc/{pid}/task"):
+            found += [int(child) for child in Path(task.path, "children").read_text().split()]
+    except OSError:  # it or a thread ended meanwhile
+        pass
+    return found
+
+
+def peak_rss(pid: int) -> int:
+    """The largest VmHWM (peak resident set, bytes) of `pid` and its children; 0 if they are gone."""
+    peak = 0
+    for process in (pid, *children(pid)):
+        try:
+            status = Path(f"/proc/{process}/status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith(VM_HWM):
+                peak = max(peak, int(line.split()[1]) * KIB)
+    return peak
+
+
+class ResourceWatch:
+    """The CPU time and peak memory of a running server from `start` to `stop`, children included."""
+
+    def __init__(self, pid: int, interval: float = 0.1) -> None:
+        self.pid, self.interval = pid, interval
+        self._peak = 0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample, name=f"watch-{pid}", daemon=True)
+
+    def _sample(self) -> None:
+        while not self._done.wait(self.interval):
+            self._peak = max(self._peak, peak_rss(self.pid))
+
+    def start(self) -> ResourceWatch:
+        self._before = cpu_seconds(self.pid)
+        self._thread.start()
+        return self
+
+    def stop(self, reap_timeout: float = 2.0) -> Usage:
+        """Wait (bounded) until the server has reaped its children, then read the figures."""
+        deadline = time.monotonic() + reap_timeout
+        while children(self.pid) and time.monotonic() < deadline:
+            self._peak = max(self._peak, peak_rss(self.pid))
+            time.sleep(0.01)
+        self._done.set()
+        self._thread.join()
+        peak = max(self._peak, peak_rss(self.pid))
+        return Usage(cpu_seconds(self.pid) - self._before, peak)
 
 
 def free_port() -> int:
@@ -156,3 +243,61 @@ def timed_run(argv: Sequence[str], env: Mapping[str, str] | None = None, timeout
     if check and result.returncode != 0:
         raise RuntimeError(f"{argv[0]} failed ({result.returncode}): {result.stderr.decode(errors='replace')[-2000:]}")
     return elapsed
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Client processes run together: seconds to start (held ones: first spawn to last READY;
+    others: 0, their start is part of `run`), seconds to run (to the last exit), exit codes."""
+
+    start: float
+    run: float
+    codes: tuple[int, ...]
+
+
+def _await_ready(proc: subprocess.Popen, deadline: float) -> None:
+    """Wait (until `deadline`) for the READY line of a client held by bench/launcher.py."""
+    ready, _, _ = select.select([proc.stdout], [], [], max(deadline - time.perf_counter(), 0.0))
+    line = proc.stdout.readline() if ready else b""
+    if line.strip() != READY.encode():
+        raise RuntimeError(f"pid {proc.pid} did not get ready (exit {proc.poll()}, said {line[:200]!r})")
+
+
+def timed_parallel(argvs: Sequence[Sequence[str]], logdir: Path, env: Mapping[str, str] | None = None,
+                   timeout: float = 60.0, held: bool = False, cwd: str | Path | None = None) -> Timing:
+    """Run client processes together and time them; their output goes to `logdir`/client-N.log.
+
+    `held`: each is started under bench/launcher.py, which says READY once its imports are
+    done and waits; every one is then released at once and `run` counts from there. Any
+    still running `timeout` seconds after the first spawn is killed (by pid) and the run fails."""
+    procs: list[subprocess.Popen] = []
+    environment = None if env is None else {**os.environ, **env}
+    pipe = subprocess.PIPE if held else subprocess.DEVNULL
+    spawned = time.perf_counter()
+    deadline = spawned + timeout
+    try:
+        for index, argv in enumerate(argvs):
+            with open(logdir / f"client-{index}.log", "wb") as log:
+                procs.append(subprocess.Popen(list(argv), stdout=subprocess.PIPE if held else log, stderr=log,
+                                              stdin=pipe, env=environment, cwd=cwd))
+        released = spawned
+        if held:
+            for proc in procs:
+                _await_ready(proc, deadline)
+            released = time.perf_counter()
+            for proc in procs:
+                proc.stdin.write(b"go\n")
+                proc.stdin.close()
+        codes = tuple(proc.wait(max(deadline - time.perf_counter(), 0.0)) for proc in procs)
+        ended = time.perf_counter()
+    except subprocess.TimeoutExpired as exc:
+        raise RuntimeError(f"{argvs[0][0]} did not finish within {timeout:.0f} s") from exc
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            for stream in (proc.stdin, proc.stdout):
+                if stream is not None and not stream.closed:
+                    stream.close()
+    return Timing(released - spawned, ended - released, codes)

@@ -8,6 +8,8 @@ loads into the engine's process (and the engine never loads into pynetdicom's).
     python bench/pynetdicom_peer.py scp [--nodelay] ECHOSCP-ARGS...
         Runs pynetdicom's own echoscp app (`python -m pynetdicom echoscp`), optionally
         with TCP_NODELAY forced on for every accepted socket.
+    python bench/pynetdicom_peer.py app APP [--nodelay] APP-ARGS...
+        Runs any of pynetdicom's apps (storescu, storescp, ...) the same way.
 
 pynetdicom never sets TCP_NODELAY; `--nodelay` patches it in (client: the socket it
 creates; server: every accepted socket) and is labelled as such by the benchmark.
@@ -16,6 +18,7 @@ creates; server: every accepted socket) and is labelled as such by the benchmark
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import socket
@@ -129,22 +132,24 @@ def scu(argv: list[str]) -> int:
     return 0
 
 
-def scp(argv: list[str]) -> int:
+def app(name: str, argv: list[str]) -> int:
+    """Run pynetdicom's app `name` (its `main`), with TCP_NODELAY forced on if `--nodelay` is in `argv`."""
     nodelay = "--nodelay" in argv
     argv = [a for a in argv if a != "--nodelay"]
     if nodelay:
         force_nodelay()
-    from pynetdicom.apps.echoscp import echoscp
-
-    echoscp.main(argv)
+    module = importlib.import_module(f"pynetdicom.apps.{name}.{name}")
+    module.main(argv)
     return 0
 
 
 def main() -> int:
+    if len(sys.argv) >= 3 and sys.argv[1] == "app":
+        return app(sys.argv[2], sys.argv[3:])
     if len(sys.argv) < 2 or sys.argv[1] not in ("scu", "scp"):
         print(__doc__, file=sys.stderr)
         return 2
-    return (scu if sys.argv[1] == "scu" else scp)(sys.argv[2:])
+    return scu(sys.argv[2:]) if sys.argv[1] == "scu" else app("echoscp", sys.argv[2:])
 
 
 if __name__ == "__main__":
