@@ -30,7 +30,7 @@ from router.net.fsm import State
 from router.net.pdu import PDataTF
 from router.net.pdu import decode as pdu_decode
 from router.net.presentation import PresentationContext, uid_name
-from router.net.received import SpoolingSink, build_file_meta, encode_file_header
+from router.net.received import SpoolingSink, file_header
 from router.net.sources import DatasetSource
 from router.net.services import normalized, query, retrieve, serve_request, storage, verification
 
@@ -257,7 +257,7 @@ class Association:
         context = self._contexts_by_id.get(context_id)
         if message.command_field != CommandField.C_STORE_RQ or context is None:
             return BytesSink()
-        meta = build_file_meta(
+        header = file_header(
             message.affected_sop_class_uid,
             message.affected_sop_instance_uid,
             context.transfer_syntax[0],
@@ -265,7 +265,7 @@ class Association:
             self.ae.implementation_version_name,
             self.peer.ae_title,
         )
-        return SpoolingSink(encode_file_header(meta), self.ae.spool_directory, self.ae.spool_threshold)
+        return SpoolingSink(header, self.ae.spool_directory, self.ae.spool_threshold)
 
     def receive_response(self, message_id: int, timeout: float | None) -> AssembledMessage | None:
         """Wait for the response to `message_id`; None on timeout (then abort) or loss of the association.

@@ -13,13 +13,12 @@ import contextlib
 import errno
 import os
 import shutil
+import struct
 import tempfile
 import uuid
 from dataclasses import dataclass
-from io import BytesIO
 
 from pydicom.dataset import FileMetaDataset
-from pydicom.filewriter import write_file_meta_info
 from pydicom.uid import UID
 
 PREAMBLE = b"\0" * 128 + b"DICM"
@@ -27,6 +26,7 @@ DEFAULT_SPOOL_THRESHOLD = 8 << 20
 FILE_META_VERSION = b"\x00\x01"
 COPY_BUFFER = 1 << 20
 SPOOL_FILE_MODE = 0o666
+META_GROUP = 0x0002
 
 
 def build_file_meta(
@@ -51,12 +51,49 @@ def build_file_meta(
     return meta
 
 
-def encode_file_header(meta: FileMetaDataset) -> bytes:
-    """Preamble, 'DICM' and the encoded file meta group: everything before the data set."""
-    buffer = BytesIO()
-    buffer.write(PREAMBLE)
-    write_file_meta_info(buffer, meta, enforce_standard=True)
-    return buffer.getvalue()
+def file_header(
+    sop_class_uid: str,
+    sop_instance_uid: str,
+    transfer_syntax: str,
+    implementation_class_uid: str,
+    implementation_version_name: str | None,
+    source_ae_title: str | None = None,
+) -> bytes:
+    """Preamble, 'DICM' and the file meta group (the elements `build_file_meta` names), encoded
+    directly: a receiver writes one per instance, and pydicom took half a millisecond for it."""
+    elements = [
+        _element(0x0001, b"OB", FILE_META_VERSION),
+        _element(0x0002, b"UI", _uid(sop_class_uid)),
+        _element(0x0003, b"UI", _uid(sop_instance_uid)),
+        _element(0x0010, b"UI", _uid(transfer_syntax)),
+        _element(0x0012, b"UI", _uid(implementation_class_uid)),
+    ]
+    if implementation_version_name:
+        elements.append(_element(0x0013, b"SH", _text(implementation_version_name)))
+    if source_ae_title:
+        elements.append(_element(0x0016, b"AE", _text(source_ae_title)))
+    group = b"".join(elements)
+    return PREAMBLE + _element(0x0000, b"UL", _UL.pack(len(group))) + group
+
+
+_SHORT_HEADER = struct.Struct("<HH2sH")  # tag, VR, 16-bit length
+_LONG_HEADER = struct.Struct("<HH2s2xI")  # tag, VR (OB), reserved, 32-bit length
+_UL = struct.Struct("<I")
+
+
+def _element(element: int, vr: bytes, value: bytes) -> bytes:
+    header = _LONG_HEADER if vr == b"OB" else _SHORT_HEADER
+    return header.pack(META_GROUP, element, vr, len(value)) + value
+
+
+def _uid(value: str) -> bytes:
+    encoded = value.encode("ascii")
+    return encoded + b"\0" if len(encoded) % 2 else encoded
+
+
+def _text(value: str) -> bytes:
+    encoded = value.strip().encode("ascii", "replace")
+    return encoded + b" " if len(encoded) % 2 else encoded
 
 
 @dataclass

@@ -684,3 +684,19 @@ def test_evt_pdu_sent_sees_every_pdu_of_a_streamed_data_set(our_server, instance
     assoc.release()
     pdvs = [pdv for pdu in sent if isinstance(pdu, PDataTF) for pdv in pdu.pdvs if not pdv.is_command]
     assert sum(len(pdv.data) for pdv in pdvs) == instance.path.stat().st_size - store_data.data_offset(instance.path)
+
+
+@pytest.mark.parametrize("version, source", [("OURS_1", "STORESCU"), (None, None), ("ODD", "AE TITLE ")])
+def test_the_file_header_reads_back_as_the_file_meta_it_names(version, source):
+    from router.net.received import build_file_meta, file_header
+
+    uids = (CT_IMAGE_STORAGE, "1.2.3.45", ExplicitVRLittleEndian, "2.25.12345")
+    header = file_header(*uids, version, source)
+    read = pydicom.dcmread(BytesIO(header + b"\x08\x00\x18\x00UI\x08\x001.2.3.45"))
+    expected = build_file_meta(*uids, version, source)
+    assert header[128:132] == b"DICM" and len(header) % 2 == 0
+    for element in expected:  # text is compared as DICOM does: trailing padding is not significant
+        value = read.file_meta[element.tag].value
+        assert value.rstrip() == element.value.rstrip() if isinstance(value, str) else value == element.value
+    assert "ImplementationVersionName" in read.file_meta if version else "ImplementationVersionName" not in read.file_meta
+    assert read.file_meta.FileMetaInformationGroupLength == len(header) - 132 - 12
