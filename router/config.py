@@ -96,7 +96,7 @@ class RouterSettings:
     workers: int = CORES
     spool: Path = Path("spool")
     durability: Durability = Durability.FSYNC
-    max_pdu: int = 65536
+    max_pdu: int = 131072  # large PDUs: the receiver's work is per PDU
     allowed_calling_ae: tuple[str, ...] = ()
     bus: str | None = None  # None: ipc:// endpoints under the spool
     spool_limit: int | None = None  # bytes incoming/ may hold before C-STOREs are refused; None: no limit
@@ -121,7 +121,8 @@ def load_config(path: str | Path) -> Config:
     sections = reader.mapping(document, "the config file", TOP_KEYS)
     router = _router(reader, sections.get("router"), base)
     destinations = _destinations(reader, sections.get("destinations"), base)
-    rules = read_rules(reader, sections.get("rules"), _declared(sections.get("destinations")))
+    folders = {name for name, destination in destinations.items() if isinstance(destination, FolderDestination)}
+    rules = read_rules(reader, sections.get("rules"), _declared(sections.get("destinations")), folders)
     if "rules" not in sections and not reader.problems:
         reader.problem(document, "the config has no 'rules:' section", "without rules nothing is routed")
     reader.raise_problems()

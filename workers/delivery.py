@@ -13,7 +13,10 @@ negotiates afresh with a destination that may have been set up since.
 
 A file goes out as it is, streamed, when its own syntax was accepted; an
 uncompressed data set whose syntax was refused is re-encoded (pydicom) into
-the uncompressed syntax the destination took. What comes back becomes an
+the uncompressed syntax the destination took. A copy with morphs is read
+whole, morphed and encoded in its own syntax (compressed pixel data passes
+through as its encapsulated bytes), or in the uncompressed fall-back. A morph
+that cannot be applied is a permanent failure with its reason. What comes back becomes an
 `Outcome`: Success and Warning deliver; out of resources (0xA7xx), resource
 limitation, processing failure, no response, no connection and a rejected
 association are transient; a refused SOP class or syntax, 0xA9xx, 0xCxxx
@@ -32,9 +35,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from pathlib import Path
 
-import pydicom
 from pydicom.uid import UID
 
 from router.config import DicomDestination
@@ -45,10 +46,10 @@ from router.net.datasets import encode_dataset
 from router.net.log import reject_text
 from router.net.presentation import EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN, PresentationContext
 from router.net.presentation import build_context, uid_name
-from router.net.sources import DatasetSource, known_file_source
+from router.net.sources import DatasetSource, source_for
 from router.net.status import OUT_OF_RESOURCES, PROCESSING_FAILURE, RESOURCE_LIMITATION, Service, StatusClass
 from router.net.status import classify, describe
-from workers.attempt import DELIVERED, Need, Outcome, Parcel, permanent, transient
+from workers.attempt import DELIVERED, Need, Outcome, Parcel, morphed_copy, permanent, transient
 
 UNCOMPRESSED = (EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN)
 IDLE_RELEASE = 10.0  # seconds an unused association stays open
@@ -216,33 +217,37 @@ class DicomSender:
         return transient(f"cannot associate with {address} (no connection, or aborted)", destination_down=True)
 
     def _source(self, parcel: Parcel, assoc: Association) -> DatasetSource | Outcome:
-        """What to send: the file as it is, or its data set re-encoded in a syntax the destination took."""
+        """What to send: the file as it is, or its data set (morphed) encoded in a syntax the destination took."""
         need, path = parcel.need, parcel.path
         accepted = {
             context.transfer_syntax[0]
             for context in assoc.accepted_contexts
             if context.abstract_syntax == need.sop_class_uid and context.as_scu
         }
-        if need.transfer_syntax in accepted:
+        if need.transfer_syntax in accepted and not parcel.morphs:
             try:
-                return known_file_source(path, parcel.sop_class_uid, parcel.sop_instance_uid, parcel.transfer_syntax)
+                return source_for(path)
             except FileNotFoundError:
                 return permanent(f"the spool file {path.name} is gone")
             except (OSError, ValueError) as exc:
                 return permanent(f"cannot read the spool file {path.name}: {exc}")
+        if need.transfer_syntax in accepted:
+            return encoded(parcel, need.transfer_syntax)
         target = next((syntax for syntax in UNCOMPRESSED if syntax in accepted), None)
         if target is None or not convertible(need.transfer_syntax):
             return permanent(refusal(need, assoc))
-        return reencoded(path, target)
+        return encoded(parcel, target)
 
 
-def reencoded(path: Path, syntax: str) -> DatasetSource | Outcome:
-    """The data set of the file at `path` encoded in the uncompressed `syntax` (read whole)."""
+def encoded(parcel: Parcel, syntax: str) -> DatasetSource | Outcome:
+    """The parcel's data set, its morphs applied, encoded in `syntax` (read whole; encapsulated pixel data passes as is)."""
+    dataset = morphed_copy(parcel)
+    if isinstance(dataset, Outcome):
+        return dataset
     try:
-        dataset = pydicom.dcmread(path)
         data = encode_dataset(dataset, syntax)
     except Exception as exc:  # noqa: BLE001 - pydicom reports a bad data set with many exception types
-        return permanent(f"cannot re-encode {path.name} in {uid_name(syntax)}: {exc}")
+        return permanent(f"cannot encode {parcel.path.name} in {uid_name(syntax)}: {exc}")
     return DatasetSource(str(dataset.SOPClassUID), str(dataset.SOPInstanceUID), syntax, len(data), data=data)
 
 

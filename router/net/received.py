@@ -25,6 +25,7 @@ PREAMBLE = b"\0" * 128 + b"DICM"
 DEFAULT_SPOOL_THRESHOLD = 8 << 20
 FILE_META_VERSION = b"\x00\x01"
 COPY_BUFFER = 1 << 20
+WRITE_BUFFER = 1 << 20  # a spool file is written in 1 MiB pieces, not one system call per fragment
 SPOOL_FILE_MODE = 0o666
 META_GROUP = 0x0002
 
@@ -101,7 +102,7 @@ class ReceivedDataset:
     """A received data set: in `data`, or in the file at `path` after `data_offset` bytes."""
 
     file_header: bytes
-    data: bytes | None = None
+    data: bytes | bytearray | None = None
     path: str | None = None
     data_offset: int = 0
     length: int = 0
@@ -187,7 +188,7 @@ class SpoolingSink:
         path = os.path.join(directory, f"received-{uuid.uuid4().hex}.dcm.part")
         # os.open with 0o666 lets the umask decide the mode, as for any file the user writes.
         handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, SPOOL_FILE_MODE)
-        self._file = os.fdopen(handle, "wb")
+        self._file = os.fdopen(handle, "wb", buffering=WRITE_BUFFER)
         self._path = path
         self._file.write(self.file_header)
         self._file.write(self._memory)
@@ -197,7 +198,7 @@ class SpoolingSink:
         if self._error is not None:
             return ReceivedDataset(self.file_header, length=self._length, error=self._error)
         if self._file is None:
-            return ReceivedDataset(self.file_header, data=bytes(self._memory), length=self._length)
+            return ReceivedDataset(self.file_header, data=self._memory, length=self._length)  # ours now: no copy
         self._file.close()
         return ReceivedDataset(
             self.file_header, path=self._path, data_offset=len(self.file_header), length=self._length, spooled=True

@@ -12,11 +12,10 @@ from __future__ import annotations
 import os
 import struct
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Any, Iterator
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
-from pydicom.filereader import read_file_meta_info
 from pydicom.uid import UID, ImplicitVRLittleEndian
 
 from router.net.datasets import encode_dataset
@@ -69,51 +68,49 @@ def source_for(dataset_or_path: Dataset | DatasetSource | str | os.PathLike) -> 
         return _from_dataset(dataset_or_path)
     path = os.fspath(dataset_or_path)
     with open(path, "rb") as file:
-        offset = _data_offset(file)
-    if offset is None:  # no preamble or file meta: decode it and encode it again
-        return _from_dataset(dcmread(path, force=True))
-    meta = read_file_meta_info(path)  # group 0002 only: a deflated data set is never inflated here
+        meta = _read_meta(file)
+    if meta is None or not all(meta.get(element) for element in _META_UIDS):
+        return _from_dataset(dcmread(path, force=True))  # no usable file meta: decode, encode again
+    offset = meta[_DATA_OFFSET]
     return DatasetSource(
-        sop_class_uid=str(meta.MediaStorageSOPClassUID),
-        sop_instance_uid=str(meta.MediaStorageSOPInstanceUID),
-        transfer_syntax=str(meta.TransferSyntaxUID),
+        sop_class_uid=meta[_SOP_CLASS],
+        sop_instance_uid=meta[_SOP_INSTANCE],
+        transfer_syntax=meta[_TRANSFER_SYNTAX],
         length=os.path.getsize(path) - offset,
         path=path,
         offset=offset,
     )
 
 
-def known_file_source(path: str | os.PathLike, sop_class_uid: str, sop_instance_uid: str, transfer_syntax: str) -> DatasetSource:
-    """The source for a Part 10 file whose SOP class, instance and syntax the caller already knows.
+_SOP_CLASS, _SOP_INSTANCE, _TRANSFER_SYNTAX = 0x0002, 0x0003, 0x0010  # elements of group 0002
+_META_UIDS = (_SOP_CLASS, _SOP_INSTANCE, _TRANSFER_SYNTAX)
+_DATA_OFFSET = -1  # the key under which `_read_meta` gives where the data set starts
+_MAX_META_VALUE = 1 << 16
 
-    Only the file meta's lengths are walked, its values are not decoded: for a
-    small instance, decoding them costs more than sending it.
+
+def _read_meta(file) -> dict[int, Any] | None:
+    """The UIDs of the file meta by element number, and the data set's offset; None without preamble.
+
+    Only group 0002 is walked (always Explicit VR Little Endian), so a deflated
+    data set is never inflated and nothing is decoded through pydicom: for a
+    small instance that decoding cost more than sending it.
     """
-    path = os.fspath(path)
-    with open(path, "rb") as file:
-        offset = _data_offset(file)
-    if offset is None:
-        return source_for(path)
-    return DatasetSource(sop_class_uid, sop_instance_uid, transfer_syntax, os.path.getsize(path) - offset, path=path, offset=offset)
-
-
-def _data_offset(file) -> int | None:
-    """Where the data set starts after preamble and file meta, or None if the file has none."""
     if file.read(PREAMBLE_LENGTH + len(MAGIC))[PREAMBLE_LENGTH:] != MAGIC:
         return None
+    meta: dict[int, Any] = {}
     while True:
         position = file.tell()
         header = file.read(_TAG_VR.size)
-        if len(header) < _TAG_VR.size:
-            return position
-        group, _, vr = _TAG_VR.unpack(header)
-        if group != META_GROUP:
-            return position
-        if vr in _LONG_VRS:
-            (length,) = _LONG_LENGTH.unpack(file.read(_LONG_LENGTH.size))
+        if len(header) < _TAG_VR.size or _TAG_VR.unpack(header)[0] != META_GROUP:
+            meta[_DATA_OFFSET] = position
+            return meta
+        _, element, vr = _TAG_VR.unpack(header)
+        length_field = _LONG_LENGTH if vr in _LONG_VRS else _SHORT_LENGTH
+        (length,) = length_field.unpack(file.read(length_field.size))
+        if element in _META_UIDS and length <= _MAX_META_VALUE:
+            meta[element] = file.read(length).decode("ascii", "replace").rstrip("\0 ")
         else:
-            (length,) = _SHORT_LENGTH.unpack(file.read(_SHORT_LENGTH.size))
-        file.seek(length, os.SEEK_CUR)
+            file.seek(length, os.SEEK_CUR)
 
 
 def _from_dataset(dataset: Dataset) -> DatasetSource:

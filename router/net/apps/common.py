@@ -28,7 +28,7 @@ from router.net.presentation import (
 )
 from router.net.status import PENDING, SUCCESS, Service, describe
 
-DEFAULT_PDU = 16382
+DEFAULT_PDU = 16382  # what the apps announce unless told (pynetdicom's default)
 
 
 def add_output_options(parser: argparse.ArgumentParser) -> None:

@@ -23,11 +23,16 @@ LOGGER = logging.getLogger("router.net")
 FILE_SUFFIX = ".dcm"
 
 
+STORE_PDU = 131072  # the default maximum PDU we announce (DCMTK's largest -pdu)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = server_parser("storescp", "Receive and store DICOM instances", "STORESCP")
     parser.add_argument("-od", "--output-directory", default=".", help="where to write the received files")
     parser.add_argument("--ignore", action="store_true", help="receive the data but store nothing")
     add_timeout_options(parser)
+    # Large PDUs: each one costs the receiver the same Python work whatever its size.
+    parser.set_defaults(max_pdu=STORE_PDU)
     return parser.parse_args(argv)
 
 
