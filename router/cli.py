@@ -1,4 +1,4 @@
-"""The `router` command line: `run`, `check`, `status`, and the engine's apps as `router net APP`.
+"""The `router` command line: `run`, `check`, `test`, `status`, `queue`, and the engine's apps as `router net APP`.
 
 Each command turns a bad config into its list of problems (file:line:column)
 and a non-zero exit code; none prints a traceback for a user's mistake.
@@ -6,6 +6,7 @@ and a non-zero exit code; none prints a traceback for a user's mistake.
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from collections.abc import Iterator
@@ -61,6 +62,31 @@ def check(config_file: str) -> None:
     click.echo(f"{config_file}: OK ({len(config.destinations)} destination(s), {len(config.rules)} rule(s))")
 
 
+@main.command("test")
+@click.argument("config_file", type=click.Path(dir_okay=False))
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--calling-ae", default="", help="Calling AE title (default: the file's Source Application Entity Title).")
+@click.option("--called-ae", default=None, help="Called AE title (default: the router's ae_title).")
+@click.option("--peer-ip", default="", help="The address the instances come from.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (a list, one object per file).")
+def test_rules(config_file: str, paths: tuple[Path, ...], calling_ae: str, called_ae: str | None, peer_ip: str,
+               as_json: bool) -> None:
+    """Dry run: what the rules of CONFIG_FILE do with each instance under PATHS, sending nothing."""
+    from rules.evaluate import RuleSet
+    from rules.explain import Association, as_text, dry_run, instance_files
+    from rules.explain import as_json as json_of
+
+    config = _load(config_file)
+    rules = RuleSet.compile(config.rules)
+    association = Association(calling_ae, called_ae if called_ae is not None else config.router.ae_title, peer_ip)
+    runs = [dry_run(rules, path, association) for path in instance_files(paths)]
+    if as_json:
+        click.echo(json.dumps([json_of(run) for run in runs], indent=2))
+    else:
+        click.echo("\n\n".join(as_text(run) for run in runs))
+    sys.exit(1 if any(run.error for run in runs) else 0)
+
+
 @main.command()
 @click.argument("config_file", type=click.Path(dir_okay=False))
 @click.option("--log-json", is_flag=True, help="Log JSON lines instead of plain text.")
@@ -93,7 +119,7 @@ def status(config_file: str) -> None:
     click.echo(f"{'destination':<16} {'queued':>8} {'in flight':>10} {'delivered':>10} {'failed':>8}  oldest queued")
     for entry in counts:
         age = "-" if entry.oldest_queued_age is None else f"{entry.oldest_queued_age:.0f} s"
-        click.echo(f"{entry.destination:<16} {entry.queued:>8} {entry.in_flight:>10} {entry.delivered:>10} {entry.dead:>8}  {age}")
+        click.echo(f"{entry.label:<16} {entry.queued:>8} {entry.in_flight:>10} {entry.delivered:>10} {entry.dead:>8}  {age}")
 
 
 @main.group()
@@ -111,7 +137,7 @@ def queue_list(config_file: str, failed: bool, limit: int | None) -> None:
         listed = jobs.list_jobs(failed_only=failed, limit=limit)
     for job in listed:
         error = f"  {job.last_error}" if job.last_error else ""
-        click.echo(f"{job.id:>8} {job.state.value:<9} {job.destination:<16} attempts {job.attempts:<3} {job.sop_instance_uid}{error}")
+        click.echo(f"{job.id:>8} {job.state.value:<9} {job.lane.label:<16} attempts {job.attempts:<3} {job.sop_instance_uid}{error}")
     click.echo(f"{len(listed)} job(s)")
 
 

@@ -1,22 +1,30 @@
 """The durable delivery queue: one SQLite file (the spool's queue.db) shared by every worker.
 
-Two tables hold the work. `instances` has one row per accepted spool file
-(keyed by its spool name) with the facts the rules and the logs need; `jobs`
-has one row per instance and destination, owned by the worker (its index)
-that recorded it, in one of three states:
+Two tables hold the work (the layout is `workers.schema`). `instances`
+has one row per accepted spool file (keyed by its spool name) with the facts
+the rules and the logs need; `jobs` has one row per thing to do for an
+instance: a copy to a destination with the morphs of the rule that asked for
+it, or a prefetch from a Q/R destination (`workers.jobs`). A job is owned by
+the worker (its index) that recorded it and is in one of three states:
 
     queued     waiting for `next_attempt` (a UNIX time)
-    in_flight  claimed by its owner's delivery thread
+    in_flight  claimed by its owner's runner of the job's lane (destination, kind)
     dead       failed permanently or out of attempts; `last_error` says why
 
-A delivered job's row is deleted and the destination's counter in `delivered`
+`once` holds one row per prefetch rule and `once_key` that has fired: it is
+inserted in the transaction that records the prefetch job, so a prefetch
+with a `once_per` key fires once across every worker and restart (the rows
+are kept: a study that comes back a year later does not fire again).
+
+A finished job's row is deleted and the counter of its lane in `delivered`
 goes up, so the file does not grow with the traffic. When an instance has no
-job left, its spool file is removed, then its row: in that order, so that a
-late announcement of the same file (a bus message or a spool scan) finds
-either the row or no file, and is ignored (`record`). The last delivery only
-removes the file; `finish_done`, which a worker runs on a timer, deletes the
-rows of instances without jobs in one transaction (removing any file a crash
-left behind first).
+copy left to deliver, its spool file is removed (a prefetch never needs the
+file), and once it has no job at all, its row: in that order, so that a late
+announcement of the same file (a bus message or a spool scan) finds either
+the row or no file, and is ignored (`record`). The last delivery only removes
+the file; `finish_done`, which a worker runs on a timer, deletes the rows of
+instances without jobs in one transaction (removing any file a crash left
+behind first).
 
 Every connection uses WAL mode, a busy timeout and short transactions
 (`BEGIN IMMEDIATE` for writes), so several worker processes and the operator
@@ -24,15 +32,15 @@ commands share the file. A `Queue` is one connection: make one per thread.
 
 The operator commands (`router status`, `router queue list|retry|purge`) use:
 
-    Queue(spool).counts(now)              per destination: queued, in flight, delivered, dead, oldest queued age
+    Queue(spool).counts(now)              per lane: queued, in flight, delivered, dead, oldest queued age
     Queue(spool).list_jobs(failed_only)   the jobs, oldest first, as `Job` values
     Queue(spool).retry(ids, now)          dead jobs (ids, or every one with None) queued again, attempts reset
     Queue(spool).purge(ids)               jobs deleted (ids, any state but in flight; None: every dead job),
                                           with the spool files no job needs any more
 
-A running worker learns about retried jobs within `REFRESH_INTERVAL` of
-`workers.worker`: it watches the file's data version and wakes its delivery
-threads when another connection changed it.
+A running worker learns about retried jobs within its
+`Timing.refresh_interval`: it watches the file's data version and wakes its
+runners when another connection changed it.
 """
 
 from __future__ import annotations
@@ -45,46 +53,21 @@ from enum import Enum
 
 from router.bus import InstanceAccepted
 from router.spool import Spool
-from rules.evaluate import Decision
+from rules.decision import Decision, Morph
+from workers.jobs import JobKind, Lane, PrefetchOrder, PrefetchProgress, morphs_of, morphs_text, order_of, order_text
+from workers.jobs import progress_of, progress_text
+from workers.schema import create_or_upgrade
 
 BUSY_TIMEOUT = 30.0  # seconds a connection waits for another one's write transaction
 
-SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS instances (
-        name TEXT PRIMARY KEY,
-        sop_class_uid TEXT NOT NULL,
-        sop_instance_uid TEXT NOT NULL,
-        transfer_syntax TEXT NOT NULL,
-        calling_ae TEXT NOT NULL,
-        called_ae TEXT NOT NULL,
-        peer_address TEXT NOT NULL,
-        size INTEGER NOT NULL,
-        accepted_at REAL NOT NULL,
-        matched_rules TEXT NOT NULL
-    )""",
-    """CREATE TABLE IF NOT EXISTS jobs (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        instance TEXT NOT NULL,
-        destination TEXT NOT NULL,
-        owner INTEGER NOT NULL,
-        state TEXT NOT NULL,
-        attempts INTEGER NOT NULL DEFAULT 0,
-        next_attempt REAL NOT NULL,
-        last_error TEXT NOT NULL DEFAULT '',
-        UNIQUE (instance, destination)
-    )""",
-    "CREATE INDEX IF NOT EXISTS jobs_due ON jobs (owner, destination, state, next_attempt)",
-    "CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, destination)",
-    "CREATE TABLE IF NOT EXISTS delivered (destination TEXT PRIMARY KEY, count INTEGER NOT NULL)",
-)
-
 JOB_COLUMNS = """j.id, j.instance, j.destination, j.state, j.attempts, j.next_attempt, j.last_error,
-    i.sop_instance_uid, i.sop_class_uid, i.transfer_syntax, i.calling_ae, i.accepted_at"""
+    i.sop_instance_uid, i.sop_class_uid, i.transfer_syntax, i.calling_ae, i.accepted_at, j.kind, j.spec, j.progress"""
 JOB_FROM = "jobs j JOIN instances i ON i.name = j.instance"
+STORE_JOB_OF = "SELECT 1 FROM jobs WHERE instance = ? AND kind = 'store' LIMIT 1"
 
 
 class JobState(str, Enum):
-    """Where a delivery job stands (a delivered job is no longer a row)."""
+    """Where a job stands (a finished job is no longer a row)."""
 
     QUEUED = "queued"
     IN_FLIGHT = "in_flight"
@@ -93,11 +76,11 @@ class JobState(str, Enum):
 
 @dataclass(frozen=True)
 class Job:
-    """One delivery of one instance to one destination, with the instance's facts."""
+    """One copy of one instance to one destination, or one prefetch it fired, with the instance's facts."""
 
     id: int
     instance: str  # the spool file name
-    destination: str
+    destination: str  # for a prefetch: its source
     state: JobState
     attempts: int
     next_attempt: float
@@ -107,18 +90,40 @@ class Job:
     transfer_syntax: str
     calling_ae: str
     accepted_at: float
+    kind: JobKind = JobKind.STORE
+    morphs: tuple[Morph, ...] = ()  # a copy's
+    order: PrefetchOrder | None = None  # a prefetch's
+    progress: PrefetchProgress = PrefetchProgress()  # a prefetch's, from its earlier attempts
+
+    @property
+    def lane(self) -> Lane:
+        return Lane(self.destination, self.kind)
 
 
 @dataclass(frozen=True)
 class DestinationCounts:
-    """The jobs of one destination by state; `oldest_queued_age` in seconds (None: nothing queued)."""
+    """The jobs of one lane by state; `oldest_queued_age` in seconds (None: nothing queued)."""
 
     destination: str
+    kind: JobKind = JobKind.STORE
     queued: int = 0
     in_flight: int = 0
     delivered: int = 0
     dead: int = 0
     oldest_queued_age: float | None = None
+
+    @property
+    def label(self) -> str:
+        return Lane(self.destination, self.kind).label
+
+
+@dataclass(frozen=True)
+class Recording:
+    """An announced instance, what the rules decided for it, and its study (which its prefetches leave out)."""
+
+    message: InstanceAccepted
+    decision: Decision
+    study_uid: str = ""
 
 
 class Queue:
@@ -129,9 +134,8 @@ class Queue:
         self._db = sqlite3.connect(spool.queue_path, timeout=busy_timeout, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")  # a crash loses nothing; a power cut, at most the last commits
-        with self._write():
-            for statement in SCHEMA:
-                self._db.execute(statement)
+        with self._write() as db:
+            create_or_upgrade(db)
         self._data_version = self._version()
 
     def close(self) -> None:
@@ -148,16 +152,19 @@ class Queue:
         self._db.execute("COMMIT")
 
     # ---- recording ------------------------------------------------------------------------------
-    def record(self, entries: Iterable[tuple[InstanceAccepted, Decision]], owner: int, now: float) -> list[InstanceAccepted]:
-        """Record instances and one queued job per destination, in one transaction; return the new ones.
+    def record(self, recordings: Iterable[Recording], owner: int, now: float) -> list[InstanceAccepted]:
+        """Record instances and their queued jobs, in one transaction; return the new instances.
 
-        An instance already recorded, or whose spool file is gone (delivered
-        and removed), is skipped: recording twice is harmless. An instance no
-        destination wants is finished at once (its spool file removed).
+        Each forward is a copy job (identical ones are one job) and each
+        prefetch a prefetch job, unless its rule already fired for its
+        `once_key`. An instance already recorded, or whose spool file is gone
+        (delivered and removed), is skipped: recording twice is harmless. The
+        spool file of an instance no destination wants is removed at once.
         """
         recorded = []
         with self._write() as db:
-            for message, decision in entries:
+            for recording in recordings:
+                message = recording.message
                 if db.execute("SELECT 1 FROM instances WHERE name = ?", (message.name,)).fetchone():
                     continue
                 if not self.spool.path_of(message.name).exists():
@@ -166,15 +173,17 @@ class Queue:
                     "INSERT INTO instances VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (message.name, message.sop_class_uid, message.sop_instance_uid, message.transfer_syntax,
                      message.calling_ae, message.called_ae, message.peer_address, message.size,
-                     message.accepted_at, "\n".join(decision.matched)),
+                     message.accepted_at, "\n".join(recording.decision.matched)),
                 )
                 db.executemany(
-                    "INSERT OR IGNORE INTO jobs (instance, destination, owner, state, next_attempt) VALUES (?, ?, ?, ?, ?)",
-                    [(message.name, destination, owner, JobState.QUEUED.value, now) for destination in decision.destinations],
+                    "INSERT OR IGNORE INTO jobs (instance, destination, kind, spec, owner, state, next_attempt) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [(message.name, lane.destination, lane.kind.value, spec, owner, JobState.QUEUED.value, now)
+                     for lane, spec in _orders(db, recording, now)],
                 )
-                recorded.append((message, decision))
-        self._finish([message.name for message, decision in recorded if not decision.destinations])
-        return [message for message, _ in recorded]
+                recorded.append(recording)
+        self._finish([recording.message.name for recording in recorded if not recording.decision.forwards])
+        return [recording.message for recording in recorded]
 
     def known_names(self) -> set[str]:
         """The spool names of every recorded instance."""
@@ -197,54 +206,54 @@ class Queue:
                 (owner, JobState.IN_FLIGHT.value, JobState.QUEUED.value, workers),
             ).rowcount
 
-    def claim(self, owner: int, destination: str, now: float) -> Job | None:
-        """Take the next due job of `owner` for `destination` (it goes in flight), or None."""
+    def claim(self, owner: int, lane: Lane, now: float) -> Job | None:
+        """Take the next due job of `owner` in `lane` (it goes in flight), or None."""
         with self._write() as db:
             row = db.execute(
                 """UPDATE jobs SET state = ? WHERE id = (
-                       SELECT id FROM jobs WHERE owner = ? AND destination = ? AND state = ? AND next_attempt <= ?
-                       ORDER BY next_attempt, id LIMIT 1)
+                       SELECT id FROM jobs WHERE owner = ? AND destination = ? AND kind = ? AND state = ?
+                       AND next_attempt <= ? ORDER BY next_attempt, id LIMIT 1)
                    RETURNING id""",
-                (JobState.IN_FLIGHT.value, owner, destination, JobState.QUEUED.value, now),
+                (JobState.IN_FLIGHT.value, owner, lane.destination, lane.kind.value, JobState.QUEUED.value, now),
             ).fetchone()
             return None if row is None else self._job(row[0])
 
-    def next_due(self, owner: int, destination: str) -> float | None:
-        """When the earliest queued job of `owner` for `destination` is due, or None if there is none."""
+    def next_due(self, owner: int, lane: Lane) -> float | None:
+        """When the earliest queued job of `owner` in `lane` is due, or None if there is none."""
         (due,) = self._db.execute(
-            "SELECT MIN(next_attempt) FROM jobs WHERE owner = ? AND destination = ? AND state = ?",
-            (owner, destination, JobState.QUEUED.value),
+            "SELECT MIN(next_attempt) FROM jobs WHERE owner = ? AND destination = ? AND kind = ? AND state = ?",
+            (owner, lane.destination, lane.kind.value, JobState.QUEUED.value),
         ).fetchone()
         return due
 
-    def queued_destinations(self, owner: int) -> set[str]:
-        """The destinations `owner` has queued jobs for."""
+    def queued_lanes(self, owner: int) -> set[Lane]:
+        """The lanes `owner` has queued jobs in."""
         rows = self._db.execute(
-            "SELECT DISTINCT destination FROM jobs WHERE owner = ? AND state = ?", (owner, JobState.QUEUED.value)
+            "SELECT DISTINCT destination, kind FROM jobs WHERE owner = ? AND state = ?", (owner, JobState.QUEUED.value)
         )
-        return {destination for (destination,) in rows}
+        return {Lane(destination, JobKind(kind)) for destination, kind in rows}
 
     def delivered(self, job: Job) -> bool:
-        """Count `job` delivered and forget it; True when that finished its instance (spool file removed)."""
+        """Count `job` done and forget it; True when that was its instance's last copy (spool file removed)."""
         with self._write() as db:
             db.execute("DELETE FROM jobs WHERE id = ?", (job.id,))
             db.execute(
-                "INSERT INTO delivered VALUES (?, 1) ON CONFLICT (destination) DO UPDATE SET count = count + 1",
-                (job.destination,),
+                "INSERT INTO delivered VALUES (?, ?, 1) ON CONFLICT (destination, kind) DO UPDATE SET count = count + 1",
+                (job.destination, job.kind.value),
             )
-            finished = db.execute("SELECT 1 FROM jobs WHERE instance = ? LIMIT 1", (job.instance,)).fetchone() is None
+            finished = job.kind is JobKind.STORE and db.execute(STORE_JOB_OF, (job.instance,)).fetchone() is None
         if finished:
             self.spool.remove(job.instance)  # its row goes with the next `finish_done`
         return finished
 
-    def failed(self, job: Job, error: str, retry_at: float | None) -> None:
-        """Count a failed attempt: queue the job again for `retry_at`, or (None) make it dead."""
+    def failed(self, job: Job, error: str, retry_at: float | None, progress: PrefetchProgress | None = None) -> None:
+        """Count a failed attempt: queue the job again for `retry_at`, or (None) make it dead; keep its `progress`."""
         state = JobState.DEAD if retry_at is None else JobState.QUEUED
         with self._write() as db:
             db.execute(
                 "UPDATE jobs SET state = ?, attempts = attempts + 1, next_attempt = COALESCE(?, next_attempt), "
-                "last_error = ? WHERE id = ?",
-                (state.value, retry_at, error, job.id),
+                "last_error = ?, progress = COALESCE(?, progress) WHERE id = ?",
+                (state.value, retry_at, error, None if progress is None else progress_text(progress), job.id),
             )
 
     def data_changed(self) -> bool:
@@ -258,48 +267,55 @@ class Queue:
 
     # ---- finishing instances --------------------------------------------------------------------------
     def finish_done(self) -> int:
-        """Forget every instance left without jobs (its spool file removed first); return how many."""
-        rows = self._db.execute("SELECT name FROM instances WHERE NOT EXISTS (SELECT 1 FROM jobs WHERE instance = name)")
+        """Remove the spool files no copy needs (a crash may leave some), and forget the instances without jobs; how many."""
+        rows = self._db.execute(
+            "SELECT name FROM instances WHERE NOT EXISTS (SELECT 1 FROM jobs WHERE instance = name AND kind = 'store')"
+        )
         return self._finish([name for (name,) in rows.fetchall()])
 
     def _finish(self, names: list[str]) -> int:
-        """Remove the spool files of instances `names`, then the rows of those no job needs; return how many."""
-        needed = {name for name in names if self._db.execute("SELECT 1 FROM jobs WHERE instance = ?", (name,)).fetchone()}
-        done = [name for name in names if name not in needed]
+        """Remove the spool files of instances `names` no copy needs, then the rows no job needs; return how many rows."""
+        done = [name for name in names if self._db.execute(STORE_JOB_OF, (name,)).fetchone() is None]
         for name in done:
             self.spool.remove(name)
-        if done:
-            with self._write() as db:
-                db.executemany(
+        if not done:
+            return 0
+        with self._write() as db:
+            return sum(
+                db.execute(
                     "DELETE FROM instances WHERE name = ? AND NOT EXISTS (SELECT 1 FROM jobs WHERE instance = name)",
-                    [(name,) for name in done],
-                )
-        return len(done)
+                    (name,),
+                ).rowcount
+                for name in done
+            )
 
     # ---- the operator's view ---------------------------------------------------------------------------
     def counts(self, now: float) -> list[DestinationCounts]:
-        """Per destination (every one with a job or a delivery), the jobs by state; sorted by name."""
-        tallies: dict[str, dict[str, float | None]] = {}
-        for destination, state, count in self._db.execute("SELECT destination, state, COUNT(*) FROM jobs GROUP BY 1, 2"):
-            tallies.setdefault(destination, {})[state] = count
-        for destination, count in self._db.execute("SELECT destination, count FROM delivered"):
-            tallies.setdefault(destination, {})["delivered"] = count
+        """Per lane (every one with a job or a finished one), the jobs by state; sorted by destination, then kind."""
+        tallies: dict[tuple[str, str], dict[str, float | None]] = {}
+        for destination, kind, state, count in self._db.execute(
+            "SELECT destination, kind, state, COUNT(*) FROM jobs GROUP BY 1, 2, 3"
+        ):
+            tallies.setdefault((destination, kind), {})[state] = count
+        for destination, kind, count in self._db.execute("SELECT destination, kind, count FROM delivered"):
+            tallies.setdefault((destination, kind), {})["delivered"] = count
         oldest = self._db.execute(
-            f"SELECT j.destination, MIN(i.accepted_at) FROM {JOB_FROM} WHERE j.state = ? GROUP BY 1",
+            f"SELECT j.destination, j.kind, MIN(i.accepted_at) FROM {JOB_FROM} WHERE j.state = ? GROUP BY 1, 2",
             (JobState.QUEUED.value,),
         )
-        for destination, accepted_at in oldest:
-            tallies[destination]["oldest"] = max(0.0, now - accepted_at)
+        for destination, kind, accepted_at in oldest:
+            tallies[(destination, kind)]["oldest"] = max(0.0, now - accepted_at)
         return [
             DestinationCounts(
                 destination,
+                JobKind(kind),
                 queued=int(tally.get(JobState.QUEUED.value) or 0),
                 in_flight=int(tally.get(JobState.IN_FLIGHT.value) or 0),
                 delivered=int(tally.get("delivered") or 0),
                 dead=int(tally.get(JobState.DEAD.value) or 0),
                 oldest_queued_age=tally.get("oldest"),
             )
-            for destination, tally in sorted(tallies.items())
+            for (destination, kind), tally in sorted(tallies.items())
         ]
 
     def list_jobs(self, failed_only: bool = False, limit: int | None = None) -> list[Job]:
@@ -344,7 +360,22 @@ class Queue:
 
 
 def _job_of(row: tuple) -> Job:
-    return Job(row[0], row[1], row[2], JobState(row[3]), *row[4:])
+    kind, spec, progress = JobKind(row[12]), row[13], row[14]
+    if kind is JobKind.PREFETCH:
+        return Job(row[0], row[1], row[2], JobState(row[3]), *row[4:12], kind, (), order_of(spec), progress_of(progress))
+    return Job(row[0], row[1], row[2], JobState(row[3]), *row[4:12], kind, morphs_of(spec))
+
+
+def _orders(db: sqlite3.Connection, recording: Recording, now: float) -> list[tuple[Lane, str]]:
+    """The lane and stored order of each job of `recording`; a prefetch already fired for its `once_key` is left out."""
+    orders = [(Lane(forward.destination), morphs_text(forward.morphs)) for forward in recording.decision.forwards]
+    for prefetch in recording.decision.prefetches:
+        first = not prefetch.once_key or db.execute(
+            "INSERT OR IGNORE INTO once VALUES (?, ?, ?)", (prefetch.rule, prefetch.once_key, now)
+        ).rowcount == 1
+        if first:
+            orders.append((Lane(prefetch.source, JobKind.PREFETCH), order_text(PrefetchOrder(prefetch, recording.study_uid))))
+    return orders
 
 
 def _selection(ids: Iterable[int] | None) -> tuple[str, list[int]]:

@@ -1,12 +1,15 @@
-"""The delivery threads of one destination in one worker: claim due jobs, deliver, record the outcome.
+"""The threads of one lane (a destination's copies, or its prefetches) in one worker: claim, run, record.
 
-A `DestinationRunner` starts one thread per association the destination
-allows (`max_associations`; a folder gets `FOLDER_THREADS`). Each thread has
-its own queue connection and sender, claims the worker's next due job for the
-destination, delivers it and records what happened: delivered, retried after
-the policy's back-off, or dead. With nothing due it waits on the runner's
-Condition until the worker wakes it (new jobs, a changed queue), the earliest
-retry is due, or its idle association is to be released: there is no polling.
+A `DestinationRunner` of copies starts one thread per association the
+destination allows (`max_associations`; a folder gets `FOLDER_THREADS`); one
+of prefetches (a Q/R destination's) starts `PREFETCH_THREADS`. Each thread has
+its own queue connection and sender (`DicomSender`, `FolderSender`,
+`Prefetcher`), claims the worker's next due job of the lane, runs it and
+records what happened: done, retried after the destination's back-off (a
+prefetch keeps its progress), or dead. With nothing due it waits on the
+runner's Condition until the worker wakes it (new jobs, a changed queue), the
+earliest retry is due, or its idle association is to be released: there is no
+polling.
 
 When the destination itself is down (no connection, association refused or
 lost), the failed job is retried later like any other and the runner holds
@@ -32,16 +35,19 @@ from workers.attempt import Outcome, OutcomeKind, Parcel, transient
 from workers.delivery import ACSE_TIMEOUT, CONNECT_TIMEOUT, DIMSE_TIMEOUT, NETWORK_TIMEOUT
 from workers.delivery import DicomSender, RecentNeeds
 from workers.folder import FolderSender
+from workers.jobs import JobKind, Lane
+from workers.prefetch import Prefetcher
 from workers.queue import Job, Queue
 from workers.retry import backoff, next_retry
 
 LOGGER = logging.getLogger("workers")
 FOLDER_THREADS = 2
+PREFETCH_THREADS = 1
 ERROR_PAUSE = 1.0  # seconds a thread waits after an unexpected error before it goes on
 
 
 class Sender(Protocol):
-    def send(self, parcel: Parcel) -> Outcome: ...
+    def send(self, task: Parcel | Job) -> Outcome: ...  # a copy's parcel, or a prefetch job
     def idle_deadline(self) -> float | None: ...
     def release_if_idle(self, now: float) -> None: ...
     def close(self) -> None: ...
@@ -57,21 +63,27 @@ class WorkerIdentity:
 
 
 class DestinationRunner:
-    """The delivery threads of one destination; see the module docstring."""
+    """The threads of one lane; see the module docstring."""
 
-    def __init__(self, destination: DicomDestination | FolderDestination, worker: WorkerIdentity) -> None:
+    def __init__(
+        self, destination: DicomDestination | FolderDestination, worker: WorkerIdentity, kind: JobKind = JobKind.STORE
+    ) -> None:
+        if kind is JobKind.PREFETCH and not isinstance(destination, DicomDestination):
+            raise ValueError(f"'{destination.name}' is a folder: it cannot be queried")
         self.destination = destination
         self.worker = worker
+        self.lane = Lane(destination.name, kind)
         self._condition = threading.Condition()
         self._version = 0  # bumped by every wake(): a thread that saw an older one does not wait
         self._stopping = False
+        self._aborted = False  # broken off: outcomes are no longer recorded, the jobs stay in flight
         self._blocked_until = 0.0  # UNIX time before which no job is claimed (the destination is down)
         self._failures_in_row = 0
         self._ae = self._outbound_ae() if isinstance(destination, DicomDestination) else None
         self._recent = RecentNeeds()
-        count = destination.max_associations if isinstance(destination, DicomDestination) else FOLDER_THREADS
         self._threads = [
-            threading.Thread(target=self._run, name=f"{destination.name}-{number}", daemon=True) for number in range(count)
+            threading.Thread(target=self._run, name=f"{self.lane.label}-{number}", daemon=True)
+            for number in range(self._thread_count())
         ]
 
     def start(self) -> None:
@@ -101,10 +113,16 @@ class DestinationRunner:
 
     def abort(self) -> None:
         """Break off the deliveries still running (their jobs stay in flight until the next start)."""
+        self._aborted = True
         if self._ae is not None:
             self._ae.shutdown()
 
     # ---- a delivery thread ------------------------------------------------------------------------
+    def _thread_count(self) -> int:
+        if self.lane.kind is JobKind.PREFETCH:
+            return PREFETCH_THREADS
+        return self.destination.max_associations if isinstance(self.destination, DicomDestination) else FOLDER_THREADS
+
     def _outbound_ae(self) -> AE:
         ae = AE(self.worker.router.ae_title)
         ae.acse_timeout = ACSE_TIMEOUT
@@ -114,10 +132,12 @@ class DestinationRunner:
         return ae
 
     def _sender(self) -> Sender:
-        if isinstance(self.destination, DicomDestination):
-            assert self._ae is not None
-            return DicomSender(self.destination, self._ae, self._recent, self.worker.router.max_pdu)
-        return FolderSender(self.destination)
+        if not isinstance(self.destination, DicomDestination):
+            return FolderSender(self.destination)
+        assert self._ae is not None
+        if self.lane.kind is JobKind.PREFETCH:
+            return Prefetcher(self.destination, self._ae, self.worker.router.max_pdu)
+        return DicomSender(self.destination, self._ae, self._recent, self.worker.router.max_pdu)
 
     def _run(self) -> None:
         queue = Queue(self.worker.spool)
@@ -138,13 +158,13 @@ class DestinationRunner:
         job = None
         try:
             now = time.time()
-            job = queue.claim(self.worker.index, self.destination.name, now) if now >= self._blocked_until else None
+            job = queue.claim(self.worker.index, self.lane, now) if now >= self._blocked_until else None
             if job is not None:
                 self._deliver(queue, sender, job)
                 return True
             timeout = self._wait_time(queue, sender, now)
         except Exception as exc:  # noqa: BLE001 - a delivery thread logs what went wrong and goes on
-            LOGGER.exception(f"delivery to '{self.destination.name}' failed unexpectedly")
+            LOGGER.exception(f"a job of '{self.lane.label}' failed unexpectedly")
             if job is not None:
                 _put_back(queue, job, f"unexpected error: {exc!r}")
             timeout = ERROR_PAUSE
@@ -157,7 +177,7 @@ class DestinationRunner:
     def _wait_time(self, queue: Queue, sender: Sender, now: float) -> float | None:
         """Seconds until something is due: a job, the end of a hold-back, an idle release (None: nothing)."""
         moments = []
-        due = queue.next_due(self.worker.index, self.destination.name)
+        due = queue.next_due(self.worker.index, self.lane)
         if due is not None:
             moments.append(max(due, self._blocked_until) - now)
         idle = sender.idle_deadline()
@@ -166,28 +186,33 @@ class DestinationRunner:
         return max(0.0, min(moments)) if moments else None
 
     def _deliver(self, queue: Queue, sender: Sender, job: Job) -> None:
-        parcel = Parcel(self.worker.spool.path_of(job.instance), job.sop_class_uid, job.sop_instance_uid, job.transfer_syntax)
         try:
-            outcome = sender.send(parcel)
+            outcome = sender.send(job if job.kind is JobKind.PREFETCH else self._parcel(job))
         except Exception as exc:  # noqa: BLE001 - a failure we did not foresee is retried, never fatal
-            LOGGER.exception(f"sending {job.instance} to '{job.destination}' raised")
+            LOGGER.exception(f"job {job.id} ({job.instance}) of '{self.lane.label}' raised")
             outcome = transient(f"unexpected error: {exc!r}")
+        if self._aborted:
+            return
         now = time.time()
         attempts = job.attempts + 1
         if outcome.kind is OutcomeKind.DELIVERED:
             queue.delivered(job)
             self._failures_in_row = 0
-            _log_end(job, "delivered", attempts, now)
+            _log_end(job, "delivered", attempts, now, outcome)
             return
         policy = self.destination.retry
         delay = None if outcome.kind is OutcomeKind.PERMANENT else next_retry(policy, attempts, random.random())
         exhausted = delay is None and outcome.kind is OutcomeKind.TRANSIENT
         reason = f"{outcome.reason} (gave up after {attempts} attempts)" if exhausted else outcome.reason
-        queue.failed(job, reason, None if delay is None else now + delay)
+        queue.failed(job, reason, None if delay is None else now + delay, outcome.progress)
         if outcome.destination_down:
             self._hold_back(now)
         status = "dead" if delay is None else "retry scheduled"
-        _log_end(job, status, attempts, now, reason, delay)
+        _log_end(job, status, attempts, now, outcome, reason, delay)
+
+    def _parcel(self, job: Job) -> Parcel:
+        path = self.worker.spool.path_of(job.instance)
+        return Parcel(path, job.sop_class_uid, job.sop_instance_uid, job.transfer_syntax, job.morphs)
 
     def _hold_back(self, now: float) -> None:
         with self._condition:
@@ -204,19 +229,22 @@ def _put_back(queue: Queue, job: Job, reason: str) -> None:
         LOGGER.exception(f"job {job.id} stays in flight until the worker restarts")
 
 
-def _log_end(job: Job, status: str, attempts: int, now: float, reason: str = "", delay: float | None = None) -> None:
-    """The one line per instance and destination that says how an attempt ended."""
-    fields = {
-        "sop_instance_uid": job.sop_instance_uid,
-        "from": job.calling_ae,
-        "to": job.destination,
-        "status": status,
-        "attempts": attempts,
-        "latency": round(now - job.accepted_at, 3),
-    }
+def _log_end(
+    job: Job, status: str, attempts: int, now: float, outcome: Outcome, reason: str = "", delay: float | None = None
+) -> None:
+    """The one line per job that says how an attempt ended: a copy's, or a prefetch's."""
+    fields: dict[str, object] = {"sop_instance_uid": job.sop_instance_uid}
+    if job.order is None:
+        fields.update({"from": job.calling_ae, "to": job.destination})
+    else:
+        progress = outcome.progress or job.progress
+        prefetch = job.order.prefetch
+        fields.update({"rule": prefetch.rule, "source": prefetch.source, "to": prefetch.move_destination,
+                       "found": progress.found, "chosen": len(progress.chosen or ()), "moved": len(progress.moved)})
+    fields.update({"status": status, "attempts": attempts, "latency": round(now - job.accepted_at, 3)})
     if delay is not None:
         fields["retry_in"] = round(delay, 3)
     if reason:
         fields["reason"] = reason
     level = logging.WARNING if status != "delivered" else logging.INFO
-    LOGGER.log(level, status, extra={FIELDS: fields})
+    LOGGER.log(level, "prefetch" if job.order is not None else status, extra={FIELDS: fields})

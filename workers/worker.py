@@ -14,13 +14,18 @@ socket) and for its two timers:
   with the facts its file meta gives (calling AE from Source Application
   Entity Title, called AE = the router's title, peer address unknown).
 
-Each announced instance is evaluated by the rules and recorded with its jobs
-in one transaction (a batch of messages shares it); the destinations'
-`DestinationRunner`s deliver. At start, the jobs a killed predecessor of the
-same index left in flight are queued again. SIGHUP reloads the config (a
-file with problems is logged and the old config kept); jobs already recorded
-keep their decision. SIGTERM or SIGINT: stop taking messages, let deliveries
-in flight finish for up to `drain_timeout`, leave the rest queued, return 0.
+Each announced instance is evaluated by the rule set, compiled once per
+config (re)load, and recorded with its jobs in one transaction (a batch of
+messages shares it). The spool file's header (never its pixel data) is read
+only when a rule looks at data set elements, or when a prefetch needs the
+instance's study. One `DestinationRunner` per lane delivers: the copies of
+each destination, and the prefetches of each DICOM destination. At start,
+the jobs a killed predecessor of the same index left in flight are queued
+again. SIGHUP reloads the config (a file with problems is logged and the old
+config kept) and swaps the rule set; jobs already recorded keep their
+decision (their morphs and prefetch orders are in their rows). SIGTERM or
+SIGINT: stop taking messages, let deliveries in flight finish for up to
+`drain_timeout`, leave the rest queued, return 0.
 """
 
 from __future__ import annotations
@@ -29,19 +34,22 @@ import logging
 import signal
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
 import zmq
+from pydicom.dataset import Dataset
 from pydicom.filereader import read_file_meta_info
 
 from router.bus import BusError, InstanceAccepted, decode, receiver, worker_endpoints
-from router.config import Config, ConfigError, load_config
+from router.config import Config, ConfigError, DicomDestination, FolderDestination, load_config
 from router.logs import FIELDS
 from router.spool import Spool
-from rules.evaluate import Decision, InstanceFacts, evaluate
-from workers.queue import Queue
+from rules.decision import Decision
+from rules.evaluate import InstanceFacts, RuleSet, read_header
+from workers.jobs import JobKind, Lane
+from workers.queue import Queue, Recording
 from workers.runner import DestinationRunner, WorkerIdentity
 
 LOGGER = logging.getLogger("workers")
@@ -70,6 +78,7 @@ class Worker:
     def __init__(self, config_path: Path, index: int, timing: Timing = Timing()) -> None:
         self.config_path = config_path
         self.config: Config = load_config(config_path)
+        self.ruleset = RuleSet.compile(self.config.rules)
         self.index = index
         self.timing = timing
         settings = self.config.router
@@ -79,7 +88,7 @@ class Worker:
         self.spool.create()
         self.identity = WorkerIdentity(self.spool, index, settings)
         self.endpoint = worker_endpoints(self.spool.bus, settings.bus, settings.workers)[index]
-        self.runners: dict[str, DestinationRunner] = {}
+        self.runners: dict[Lane, DestinationRunner] = {}
         self.retired: list[DestinationRunner] = []  # replaced by a reload, finishing their last jobs
 
     # ---- the life of the process ---------------------------------------------------------------------
@@ -139,7 +148,7 @@ class Worker:
     def _refresh(self, queue: Queue) -> None:
         """Wake the delivery threads when another connection changed the queue (a retry, say)."""
         if queue.data_changed():
-            self._wake(queue.queued_destinations(self.index))
+            self._wake(queue.queued_lanes(self.index))
 
     def _handle_signals(self, wake: socket.socket, queue: Queue) -> bool:
         """Act on the signals that arrived; True when one of them asks to stop."""
@@ -160,7 +169,7 @@ class Worker:
         deadline = time.monotonic() + self.timing.drain_timeout
         for runner in runners:
             if not runner.join(deadline):
-                LOGGER.warning(f"deliveries to '{runner.destination.name}' did not finish in time; they stay queued")
+                LOGGER.warning(f"jobs of '{runner.lane.label}' did not finish in time; they stay queued")
                 runner.abort()
 
     # ---- recording --------------------------------------------------------------------------------
@@ -195,21 +204,52 @@ class Worker:
         return message
 
     def _record(self, queue: Queue, messages: list[InstanceAccepted]) -> None:
-        rules = self.config.rules  # one config for the whole batch, even if a reload comes meanwhile
-        decisions = {message.name: evaluate(rules, facts_of(message)) for message in messages}
+        ruleset = self.ruleset  # one rule set for the whole batch, even if a reload comes meanwhile
+        recordings = [self._decide(ruleset, message) for message in messages]
         try:
-            recorded = queue.record(((m, decisions[m.name]) for m in messages), self.index, time.time())
+            recorded = set(queue.record(recordings, self.index, time.time()))
         except Exception:  # noqa: BLE001 - the files stay in the spool: the next scan records them
             LOGGER.exception(f"could not record {len(messages)} instance(s); the spool scan will")
             return
-        for message in recorded:
-            if not decisions[message.name].destinations:
-                _log_dropped(message, decisions[message.name])
-        self._wake({name for decision in decisions.values() for name in decision.destinations})
+        for recording in recordings:
+            if recording.message in recorded and not recording.decision.forwards:
+                _log_not_forwarded(recording.message, recording.decision)
+        self._wake({lane for recording in recordings for lane in _lanes(recording.decision)})
 
-    def _wake(self, destinations: set[str]) -> None:
-        for name in destinations:
-            runner = self.runners.get(name)
+    def _decide(self, ruleset: RuleSet, message: InstanceAccepted) -> Recording:
+        """What the rules decide for an announced instance, with its study when a prefetch needs it."""
+        header = self._header(message) if ruleset.needs_header else None
+        decision = ruleset.evaluate(facts_of(message, header))
+        if not decision.prefetches:
+            return Recording(message, decision)
+        if header is None:
+            header = self._header(message)
+        study = "" if header is None else str(header.get("StudyInstanceUID", "")).strip()
+        return Recording(message, self._queryable(decision), study)
+
+    def _header(self, message: InstanceAccepted) -> Dataset | None:
+        """The spool file's header without its pixel data; None (logged) if it cannot be read."""
+        try:
+            return read_header(self.spool.path_of(message.name))
+        except FileNotFoundError:
+            return None  # finished meanwhile: recording skips it
+        except Exception as exc:  # noqa: BLE001 - pydicom reports a bad file with many exception types
+            LOGGER.error(f"cannot read the header of {message.name}: {exc}; the rules see no data set elements")
+            return None
+
+    def _queryable(self, decision: Decision) -> Decision:
+        """The decision without the prefetches whose source is not a DICOM destination (each logged)."""
+        kept = []
+        for prefetch in decision.prefetches:
+            if isinstance(self.config.destinations.get(prefetch.source), DicomDestination):
+                kept.append(prefetch)
+            else:
+                LOGGER.error(f"rule '{prefetch.rule}' prefetches from '{prefetch.source}', which is not a DICOM destination")
+        return replace(decision, prefetches=tuple(kept))
+
+    def _wake(self, lanes: set[Lane]) -> None:
+        for lane in lanes:
+            runner = self.runners.get(lane)
             if runner is not None:
                 runner.wake()
 
@@ -268,28 +308,45 @@ class Worker:
             return
         if config.router != self.config.router:
             LOGGER.warning("the router: section changed; it takes effect when the worker restarts")
-        self.config = config
+        ruleset = RuleSet.compile(config.rules)
+        self.config, self.ruleset = config, ruleset
         self._apply_destinations(queue)
         LOGGER.info("config reloaded", extra={FIELDS: {"rules": len(config.rules), "destinations": len(config.destinations)}})
 
     def _apply_destinations(self, queue: Queue) -> None:
-        """Start, replace or stop runners so that there is one per configured destination."""
-        wanted = self.config.destinations
-        for name in list(self.runners):
-            if wanted.get(name) != self.runners[name].destination:
-                runner = self.runners.pop(name)
+        """Start, replace or stop runners so that there is one per lane of the configured destinations."""
+        wanted = _lanes_of(self.config)
+        for lane in list(self.runners):
+            if wanted.get(lane) != self.runners[lane].destination:
+                runner = self.runners.pop(lane)
                 runner.stop()
                 self.retired.append(runner)
-        for name, destination in wanted.items():
-            if name not in self.runners:
-                self.runners[name] = DestinationRunner(destination, self.identity)
-                self.runners[name].start()
+        for lane, destination in wanted.items():
+            if lane not in self.runners:
+                self.runners[lane] = DestinationRunner(destination, self.identity, lane.kind)
+                self.runners[lane].start()
         self.retired = [runner for runner in self.retired if runner.alive()]
-        for name in sorted(queue.queued_destinations(self.index) - set(wanted)):
-            LOGGER.warning(f"jobs wait for destination '{name}', which the config no longer has")
+        for lane in sorted(queue.queued_lanes(self.index) - set(wanted)):
+            LOGGER.warning(f"jobs wait for '{lane.label}', which the config no longer has")
 
 
-def facts_of(message: InstanceAccepted) -> InstanceFacts:
+def _lanes_of(config: Config) -> dict[Lane, DicomDestination | FolderDestination]:
+    """Every lane of the config: each destination's copies, and each DICOM destination's prefetches."""
+    lanes: dict[Lane, DicomDestination | FolderDestination] = {}
+    for name, destination in config.destinations.items():
+        lanes[Lane(name)] = destination
+        if isinstance(destination, DicomDestination):
+            lanes[Lane(name, JobKind.PREFETCH)] = destination
+    return lanes
+
+
+def _lanes(decision: Decision) -> set[Lane]:
+    """The lanes the jobs of `decision` go to."""
+    copies = {Lane(forward.destination) for forward in decision.forwards}
+    return copies | {Lane(prefetch.source, JobKind.PREFETCH) for prefetch in decision.prefetches}
+
+
+def facts_of(message: InstanceAccepted, header: Dataset | None = None) -> InstanceFacts:
     return InstanceFacts(
         message.sop_class_uid,
         message.sop_instance_uid,
@@ -297,12 +354,13 @@ def facts_of(message: InstanceAccepted) -> InstanceFacts:
         message.calling_ae,
         message.called_ae,
         message.peer_address,
+        header,
     )
 
 
-def _log_dropped(message: InstanceAccepted, decision: Decision) -> None:
+def _log_not_forwarded(message: InstanceAccepted, decision: Decision) -> None:
     fields = {"sop_instance_uid": message.sop_instance_uid, "from": message.calling_ae, "rules": list(decision.matched)}
-    LOGGER.info("dropped by the rules", extra={FIELDS: fields})
+    LOGGER.info("dropped by the rules" if decision.dropped else "forwarded nowhere", extra={FIELDS: fields})
 
 
 def _guarded(action: Callable[..., None], *arguments: object) -> None:

@@ -1,8 +1,9 @@
 """Running a real worker process for the tests: its config, its spool, instances to announce, its peers.
 
 `RouterSetup` writes a config file (a spool, DICOM and folder destinations,
-rules) in a test's directory. `WorkerProcess` runs `python -m workers` on it
-and stops it by pid (SIGTERM, or SIGKILL to play a crash). `Announcer` writes
+rules, any other `router:` settings) in a test's directory. `WorkerProcess`
+runs `python -m workers` on it and stops it by pid (SIGTERM, or SIGKILL to
+play a crash). `Announcer` writes
 Part 10 files into the spool's incoming/ the way a listener does and pushes
 their InstanceAccepted messages on the bus. `start_storescp` runs DCMTK's
 bit-preserving storescp on a given port (so a destination can come back on
@@ -24,6 +25,8 @@ from pathlib import Path
 import pydicom
 import yaml
 import zmq
+from pydicom.errors import InvalidDicomError
+from pydicom.filereader import read_file_meta_info
 
 from router.bus import InstanceAccepted, encode, sender, worker_endpoints
 from router.config import load_config
@@ -45,6 +48,7 @@ class RouterSetup:
     directory: Path
     destinations: dict = field(default_factory=dict)
     rules: list = field(default_factory=list)
+    router: dict = field(default_factory=dict)  # router: keys over the defaults below
 
     @property
     def path(self) -> Path:
@@ -71,7 +75,7 @@ class RouterSetup:
 
     def write(self) -> Path:
         document = {
-            "router": {"ae_title": "ROUTER", "workers": 1, "listeners": 1, "spool": "./spool"},
+            "router": {"ae_title": "ROUTER", "workers": 1, "listeners": 1, "spool": "./spool", **self.router},
             "destinations": self.destinations,
             "rules": self.rules,
         }
@@ -169,11 +173,21 @@ def instances(directory: Path, count: int, syntax: str = "explicit", kind: str =
 
 
 def received(directory: Path) -> Counter:
-    """How many files under `directory` hold each SOP Instance UID."""
+    """How many files under `directory` hold each SOP Instance UID (a file still without its meta is not counted yet).
+
+    DCMTK's storescp writes a file under its final name as the data arrives, and
+    answers the C-STORE once it is complete: wait for the sender's outcome
+    before reading a file's data set.
+    """
     counts: Counter = Counter()
     if directory.exists():
         for path in directory.rglob("*.dcm"):
-            counts[str(pydicom.dcmread(path, stop_before_pixels=True).file_meta.MediaStorageSOPInstanceUID)] += 1
+            try:
+                uid = read_file_meta_info(path).get("MediaStorageSOPInstanceUID")
+            except (InvalidDicomError, EOFError, OSError):
+                continue  # being written
+            if uid is not None:
+                counts[str(uid)] += 1
     return counts
 
 
@@ -185,13 +199,16 @@ def stored_files(directory: Path) -> dict[str, Path]:
     }
 
 
-def start_storescp(directory: Path, port: int, out: Path, peers: list[Peer]) -> Peer:
-    """DCMTK's storescp on `port`: bit-preserving, every syntax, a unique file per C-STORE, a process per association."""
+def start_storescp(directory: Path, port: int, out: Path, peers: list[Peer], accepted: tuple[str, ...] = ("+xa",)) -> Peer:
+    """DCMTK's storescp on `port`: bit-preserving, a unique file per C-STORE, a process per association.
+
+    `accepted` says what it accepts: every syntax by default; ("-xf", FILE, PROFILE) for a profile's contexts only.
+    """
     out.mkdir(parents=True, exist_ok=True)
     log_path = directory / f"storescp-{port}-{len(peers)}.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            ["storescp", "-v", "--fork", "+B", "+xa", "+uf", "-fe", ".dcm", "-aet", STORESCP_TITLE, "-od", str(out), str(port)],
+            ["storescp", "-v", "--fork", "+B", *accepted, "+uf", "-fe", ".dcm", "-aet", STORESCP_TITLE, "-od", str(out), str(port)],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -1,4 +1,4 @@
-"""DICOM delivery: contexts proposed, associations reused and renewed, syntax conversion, outcomes.
+"""DICOM delivery: contexts proposed, associations reused and renewed, syntax conversion, morphed copies, outcomes.
 
 The destination is our engine's Storage SCP in this process on a loopback
 port, configured per test (which SOP classes and syntaxes it takes, what
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 
 import pydicom
 import pytest
@@ -17,6 +18,7 @@ from router.config import Address, DicomDestination
 from router.net import AE, evt
 from router.net.presentation import EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN
 from router.net.status import OUT_OF_RESOURCES, SUCCESS
+from rules.decision import Morph, MorphKind
 from tests.conftest import LOOPBACK, pick_free_port
 from tests.interop import store_data
 from tests.workers.harness import instances
@@ -27,6 +29,11 @@ CT = store_data.CT_IMAGE_STORAGE
 MR = store_data.MR_IMAGE_STORAGE
 DEFLATED = str(store_data.SYNTAXES["deflated"])
 JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
+MORPHS = (
+    Morph(MorphKind.SET, "InstitutionName", "Main Hospital"),
+    Morph(MorphKind.DELETE, "PatientName"),
+    Morph(MorphKind.REPLACE, "AccessionNumber", "MH", pattern="^ACC"),
+)
 
 
 class Destination:
@@ -238,3 +245,56 @@ def test_a_spool_file_that_is_gone_fails_permanently(our_server, sent, tmp_path)
     sent.append(sender)
     outcome = sender.send(parcel_of(instance))
     assert outcome.kind is OutcomeKind.PERMANENT and "gone" in outcome.reason
+
+
+# ---- morphed copies ----------------------------------------------------------------------------------
+def assert_morphed(received: pydicom.Dataset, original: pydicom.Dataset) -> None:
+    assert received.InstitutionName == "Main Hospital" and "PatientName" not in received
+    assert received.AccessionNumber == original.AccessionNumber.replace("ACC", "MH", 1)
+    assert received.PixelData == original.PixelData and received.SOPInstanceUID == original.SOPInstanceUID
+
+
+@pytest.mark.parametrize("syntax", ["implicit", "deflated"])
+def test_a_copy_with_morphs_goes_morphed_in_its_own_syntax_and_the_spool_file_stays(our_server, sent, tmp_path, syntax):
+    destination = Destination(our_server, {CT: None})
+    (instance,) = instances(tmp_path / "ct", 1, syntax)
+    before = instance.path.read_bytes()
+    sender = sender_to(destination.port)
+    sent.append(sender)
+    assert sender.send(replace(parcel_of(instance), morphs=MORPHS)) == DELIVERED
+    assert destination.syntaxes == [str(store_data.SYNTAXES[syntax])]
+    assert_morphed(destination.datasets[0], pydicom.dcmread(instance.path))
+    assert instance.path.read_bytes() == before
+
+
+def test_a_compressed_copy_with_morphs_keeps_its_encapsulated_pixel_data(our_server, sent, tmp_path):
+    jpeg = store_data.jpeg_instance(tmp_path)
+    destination = Destination(our_server, {jpeg.sop_class_uid: [JPEG_BASELINE]})
+    sender = sender_to(destination.port)
+    sent.append(sender)
+    assert sender.send(replace(parcel_of(jpeg), morphs=MORPHS[:2])) == DELIVERED
+    assert destination.syntaxes == [JPEG_BASELINE]
+    received, original = destination.datasets[0], pydicom.dcmread(jpeg.path)
+    assert received.InstitutionName == "Main Hospital" and "PatientName" not in received
+    assert received.PixelData == original.PixelData  # the JPEG fragments, byte for byte
+
+
+def test_a_copy_with_morphs_is_re_encoded_for_the_syntax_taken(our_server, sent, tmp_path):
+    destination = Destination(our_server, {CT: [IMPLICIT_VR_LITTLE_ENDIAN]})
+    (instance,) = instances(tmp_path / "ct", 1, "explicit")
+    sender = sender_to(destination.port)
+    sent.append(sender)
+    assert sender.send(replace(parcel_of(instance), morphs=MORPHS)) == DELIVERED
+    assert destination.syntaxes == [IMPLICIT_VR_LITTLE_ENDIAN]
+    assert_morphed(destination.datasets[0], pydicom.dcmread(instance.path))
+
+
+def test_a_morph_that_cannot_be_applied_is_a_permanent_failure_with_its_reason(our_server, sent, tmp_path):
+    destination = Destination(our_server, {CT: None})
+    (instance,) = instances(tmp_path / "ct", 1)
+    sender = sender_to(destination.port)
+    sent.append(sender)
+    bad = Morph(MorphKind.REPLACE, "Rows", "many", pattern=".+")  # text into a US element
+    outcome = sender.send(replace(parcel_of(instance), morphs=(bad,)))
+    assert outcome.kind is OutcomeKind.PERMANENT and outcome.reason.startswith("morph failed: replace Rows")
+    assert destination.datasets == []

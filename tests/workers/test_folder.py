@@ -1,4 +1,4 @@
-"""Folder delivery: the study/series/instance layout, bit-identical files, links and copies, bad headers."""
+"""Folder delivery: the study/series/instance layout, bit-identical files, links and copies, morphed copies, bad headers."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ import pydicom
 import pytest
 
 from router.config import FolderDestination
+from rules.decision import Morph, MorphKind
 from tests.interop import store_data
 from tests.workers.harness import instances
-from workers.folder import deliver_to_folder, place
-from workers.attempt import DELIVERED, OutcomeKind
+from workers.attempt import DELIVERED, OutcomeKind, Parcel
+from workers.folder import FolderSender, deliver_to_folder, place
 
 SHARED_MEMORY = Path("/dev/shm")
 
@@ -90,3 +91,20 @@ def test_an_unwritable_folder_is_transient(tmp_path):
     blocker.write_bytes(b"a file where the folder should be")
     outcome = deliver_to_folder(folder_of(blocker), instance.path)
     assert outcome.kind is OutcomeKind.TRANSIENT and "cannot write" in outcome.reason
+
+
+@pytest.mark.parametrize("syntax", ["explicit", "deflated"])
+def test_a_copy_with_morphs_is_written_morphed_in_its_own_syntax_and_the_spool_file_stays(tmp_path, syntax):
+    (instance,) = instances(tmp_path / "data", 1, syntax)
+    before = instance.path.read_bytes()
+    morphs = (Morph(MorphKind.SET, "InstitutionName", "Main Hospital"), Morph(MorphKind.DELETE, "PatientName"))
+    parcel = Parcel(instance.path, instance.sop_class_uid, instance.sop_instance_uid, instance.transfer_syntax, morphs)
+    archive = tmp_path / "archive"
+    assert FolderSender(folder_of(archive)).send(parcel) == DELIVERED
+    (stored,) = [path for path in archive.rglob("*") if path.is_file()]
+    copy, original = pydicom.dcmread(stored), pydicom.dcmread(instance.path)
+    assert stored == archive / original.StudyInstanceUID / original.SeriesInstanceUID / f"{original.SOPInstanceUID}.dcm"
+    assert copy.file_meta.TransferSyntaxUID == instance.transfer_syntax
+    assert copy.InstitutionName == "Main Hospital" and "PatientName" not in copy
+    assert copy.PixelData == original.PixelData
+    assert instance.path.read_bytes() == before

@@ -1,16 +1,25 @@
-"""The delivery queue: recording, claiming, outcomes, reclaim, counts, retry and purge, and when spool files go."""
+"""The delivery queue: recording (copies with morphs, prefetches, once_per), claiming, outcomes, reclaim, counts,
+retry and purge, when spool files go, and the upgrade of an older file."""
 
 from __future__ import annotations
+
+import sqlite3
 
 import pytest
 
 from router.bus import InstanceAccepted
 from router.spool import Spool
-from rules.evaluate import Decision
-from workers.queue import DestinationCounts, JobState, Queue
+from rules.decision import Decision, Forward, Morph, MorphKind, Prefetch
+from workers.jobs import JobKind, Lane, PrefetchOrder, PrefetchProgress
+from workers.queue import DestinationCounts, JobState, Queue, Recording
 
 NOW = 1_000_000.0
 OWNER = 0
+PACS, ARCHIVE = Lane("pacs"), Lane("archive")
+PACS_PREFETCH = Lane("pacs", JobKind.PREFETCH)
+STUDY = "1.2.3.4"
+SET_NAME = Morph(MorphKind.SET, "InstitutionName", "Main Hospital")
+DELETE_IDS = Morph(MorphKind.DELETE, "OtherPatientIDs")
 
 
 @pytest.fixture
@@ -35,14 +44,18 @@ def accepted(spool: Spool, uid: str, accepted_at: float = NOW) -> InstanceAccept
 
 
 def to(*destinations: str) -> Decision:
-    return Decision(destinations, ("rule",))
+    return Decision(tuple(Forward(destination, rule="rule") for destination in destinations), matched=("rule",))
+
+
+def prefetch(once_key: str = STUDY, rule: str = "priors") -> Prefetch:
+    return Prefetch(rule, "pacs", "WORKSTATION", (("PatientID", "P1"),), 3, once_key)
 
 
 def test_recording_is_idempotent(spool, queue):
     message = accepted(spool, "1.1")
-    assert queue.record([(message, to("pacs", "archive"))], OWNER, NOW) == [message]
-    assert queue.record([(message, to("pacs", "archive"))], OWNER, NOW) == []  # a second announcement
-    assert Queue(spool).record([(message, to("pacs"))], 1, NOW) == []  # or another worker's scan
+    assert queue.record([Recording(message, to("pacs", "archive"))], OWNER, NOW) == [message]
+    assert queue.record([Recording(message, to("pacs", "archive"))], OWNER, NOW) == []  # a second announcement
+    assert Queue(spool).record([Recording(message, to("pacs"))], 1, NOW) == []  # or another worker's scan
     jobs = queue.list_jobs()
     assert [(job.destination, job.state, job.attempts) for job in jobs] == [
         ("pacs", JobState.QUEUED, 0),
@@ -55,88 +68,88 @@ def test_recording_is_idempotent(spool, queue):
 def test_a_batch_is_one_transaction_and_a_vanished_file_is_skipped(spool, queue):
     first, gone = accepted(spool, "1.1"), accepted(spool, "1.2")
     spool.remove(gone.name)
-    assert queue.record([(first, to("pacs")), (gone, to("pacs"))], OWNER, NOW) == [first]
+    assert queue.record([Recording(first, to("pacs")), Recording(gone, to("pacs"))], OWNER, NOW) == [first]
 
 
 def test_an_instance_no_rule_forwards_is_finished_at_once(spool, queue):
     message = accepted(spool, "1.1")
-    assert queue.record([(message, to())], OWNER, NOW) == [message]
+    assert queue.record([Recording(message, to())], OWNER, NOW) == [message]
     assert not spool.path_of(message.name).exists()
     assert queue.known_names() == set()
 
 
 def test_claim_takes_the_owners_due_jobs_in_order(spool, queue):
     first, second = accepted(spool, "1.1"), accepted(spool, "1.2")
-    queue.record([(first, to("pacs"))], OWNER, NOW)
-    queue.record([(second, to("pacs"))], OWNER, NOW + 1)
-    assert queue.claim(1, "pacs", NOW + 5) is None  # another worker's jobs
-    assert queue.claim(OWNER, "archive", NOW + 5) is None
-    assert queue.claim(OWNER, "pacs", NOW - 1) is None  # nothing due yet
-    assert queue.next_due(OWNER, "pacs") == NOW
-    job = queue.claim(OWNER, "pacs", NOW + 5)
+    queue.record([Recording(first, to("pacs"))], OWNER, NOW)
+    queue.record([Recording(second, to("pacs"))], OWNER, NOW + 1)
+    assert queue.claim(1, PACS, NOW + 5) is None  # another worker's jobs
+    assert queue.claim(OWNER, ARCHIVE, NOW + 5) is None
+    assert queue.claim(OWNER, PACS, NOW - 1) is None  # nothing due yet
+    assert queue.next_due(OWNER, PACS) == NOW
+    job = queue.claim(OWNER, PACS, NOW + 5)
     assert job.sop_instance_uid == "1.1" and job.state is JobState.IN_FLIGHT
-    assert queue.claim(OWNER, "pacs", NOW + 5).sop_instance_uid == "1.2"
-    assert queue.claim(OWNER, "pacs", NOW + 5) is None
-    assert queue.next_due(OWNER, "pacs") is None
+    assert queue.claim(OWNER, PACS, NOW + 5).sop_instance_uid == "1.2"
+    assert queue.claim(OWNER, PACS, NOW + 5) is None
+    assert queue.next_due(OWNER, PACS) is None
 
 
 def test_the_last_delivery_removes_the_spool_file(spool, queue):
     message = accepted(spool, "1.1")
-    queue.record([(message, to("pacs", "archive"))], OWNER, NOW)
-    pacs = queue.claim(OWNER, "pacs", NOW)
-    archive = queue.claim(OWNER, "archive", NOW)
+    queue.record([Recording(message, to("pacs", "archive"))], OWNER, NOW)
+    pacs = queue.claim(OWNER, PACS, NOW)
+    archive = queue.claim(OWNER, ARCHIVE, NOW)
     assert queue.delivered(pacs) is False
     assert spool.path_of(message.name).exists()
     assert queue.delivered(archive) is True
     assert not spool.path_of(message.name).exists()
     assert queue.list_jobs() == [] and queue.known_names() == {message.name}  # the row goes in the next sweep
-    assert queue.record([(message, to("pacs"))], OWNER, NOW) == []  # a late announcement: the row is there
+    assert queue.record([Recording(message, to("pacs"))], OWNER, NOW) == []  # a late announcement: the row is there
     assert queue.finish_done() == 1 and queue.known_names() == set()
-    assert queue.record([(message, to("pacs"))], OWNER, NOW) == []  # a later one: the file is gone
+    assert queue.record([Recording(message, to("pacs"))], OWNER, NOW) == []  # a later one: the file is gone
 
 
 def test_a_dead_job_keeps_the_spool_file(spool, queue):
     message = accepted(spool, "1.1")
-    queue.record([(message, to("pacs", "archive"))], OWNER, NOW)
-    queue.failed(queue.claim(OWNER, "pacs", NOW), "refused", None)
-    queue.delivered(queue.claim(OWNER, "archive", NOW))
+    queue.record([Recording(message, to("pacs", "archive"))], OWNER, NOW)
+    queue.failed(queue.claim(OWNER, PACS, NOW), "refused", None)
+    queue.delivered(queue.claim(OWNER, ARCHIVE, NOW))
     assert spool.path_of(message.name).exists()
     (dead,) = queue.list_jobs(failed_only=True)
     assert (dead.destination, dead.state, dead.attempts, dead.last_error) == ("pacs", JobState.DEAD, 1, "refused")
 
 
 def test_a_failed_attempt_is_retried_later(spool, queue):
-    queue.record([(accepted(spool, "1.1"), to("pacs"))], OWNER, NOW)
-    queue.failed(queue.claim(OWNER, "pacs", NOW), "connection refused", NOW + 30)
-    assert queue.claim(OWNER, "pacs", NOW + 29) is None
-    job = queue.claim(OWNER, "pacs", NOW + 30)
+    queue.record([Recording(accepted(spool, "1.1"), to("pacs"))], OWNER, NOW)
+    queue.failed(queue.claim(OWNER, PACS, NOW), "connection refused", NOW + 30)
+    assert queue.claim(OWNER, PACS, NOW + 29) is None
+    job = queue.claim(OWNER, PACS, NOW + 30)
     assert (job.attempts, job.last_error, job.next_attempt) == (1, "connection refused", NOW + 30)
 
 
 def test_reclaim_queues_what_a_dead_process_left_in_flight(spool, queue):
-    queue.record([(accepted(spool, "1.1"), to("pacs")), (accepted(spool, "1.2"), to("pacs"))], OWNER, NOW)
-    queue.record([(accepted(spool, "1.3"), to("pacs"))], 1, NOW)
-    queue.claim(OWNER, "pacs", NOW)
-    queue.claim(1, "pacs", NOW)
+    queue.record([Recording(accepted(spool, "1.1"), to("pacs")), Recording(accepted(spool, "1.2"), to("pacs"))], OWNER, NOW)
+    queue.record([Recording(accepted(spool, "1.3"), to("pacs"))], 1, NOW)
+    queue.claim(OWNER, PACS, NOW)
+    queue.claim(1, PACS, NOW)
     assert queue.reclaim(OWNER) == 1
     assert sorted(job.state for job in queue.list_jobs()) == [JobState.IN_FLIGHT, JobState.QUEUED, JobState.QUEUED]
-    assert queue.claim(OWNER, "pacs", NOW).attempts == 0  # an interrupted delivery costs no attempt
+    assert queue.claim(OWNER, PACS, NOW).attempts == 0  # an interrupted delivery costs no attempt
 
 
 def test_adopt_takes_over_the_jobs_of_workers_that_no_longer_exist(spool, queue):
-    queue.record([(accepted(spool, "1.1"), to("pacs"))], 3, NOW)
-    queue.claim(3, "pacs", NOW)
+    queue.record([Recording(accepted(spool, "1.1"), to("pacs"))], 3, NOW)
+    queue.claim(3, PACS, NOW)
     assert queue.adopt(OWNER, workers=2) == 1
-    assert queue.claim(OWNER, "pacs", NOW) is not None
+    assert queue.claim(OWNER, PACS, NOW) is not None
 
 
 def test_counts_per_destination(spool, queue):
-    queue.record([(accepted(spool, "1.1", NOW - 50), to("pacs", "archive"))], OWNER, NOW)
-    queue.record([(accepted(spool, "1.2", NOW - 20), to("pacs"))], OWNER, NOW)
-    queue.record([(accepted(spool, "1.3", NOW - 10), to("pacs"))], OWNER, NOW)
-    queue.delivered(queue.claim(OWNER, "archive", NOW))
-    queue.failed(queue.claim(OWNER, "pacs", NOW), "refused", None)
-    queue.claim(OWNER, "pacs", NOW)
+    queue.record([Recording(accepted(spool, "1.1", NOW - 50), to("pacs", "archive"))], OWNER, NOW)
+    queue.record([Recording(accepted(spool, "1.2", NOW - 20), to("pacs"))], OWNER, NOW)
+    queue.record([Recording(accepted(spool, "1.3", NOW - 10), to("pacs"))], OWNER, NOW)
+    queue.delivered(queue.claim(OWNER, ARCHIVE, NOW))
+    queue.failed(queue.claim(OWNER, PACS, NOW), "refused", None)
+    queue.claim(OWNER, PACS, NOW)
     assert queue.counts(NOW) == [
         DestinationCounts("archive", delivered=1),
         DestinationCounts("pacs", queued=1, in_flight=1, dead=1, oldest_queued_age=10.0),
@@ -145,8 +158,8 @@ def test_counts_per_destination(spool, queue):
 
 def test_delivered_jobs_leave_a_count_not_rows(spool, queue):
     for index in range(20):
-        queue.record([(accepted(spool, f"1.{index}"), to("pacs"))], OWNER, NOW)
-        queue.delivered(queue.claim(OWNER, "pacs", NOW))
+        queue.record([Recording(accepted(spool, f"1.{index}"), to("pacs"))], OWNER, NOW)
+        queue.delivered(queue.claim(OWNER, PACS, NOW))
     assert queue.counts(NOW) == [DestinationCounts("pacs", delivered=20)]
     assert queue.list_jobs() == [] and list(spool.accepted()) == []
     assert queue.finish_done() == 20 and queue.known_names() == set()
@@ -154,12 +167,12 @@ def test_delivered_jobs_leave_a_count_not_rows(spool, queue):
 
 def test_retry_queues_dead_jobs_with_attempts_reset(spool, queue):
     for uid in ("1.1", "1.2", "1.3"):
-        queue.record([(accepted(spool, uid), to("pacs"))], OWNER, NOW)
-        queue.failed(queue.claim(OWNER, "pacs", NOW), "refused", None)
+        queue.record([Recording(accepted(spool, uid), to("pacs"))], OWNER, NOW)
+        queue.failed(queue.claim(OWNER, PACS, NOW), "refused", None)
     first, second, third = (job.id for job in queue.list_jobs())
     assert queue.retry([first], NOW + 100) == 1
     assert queue.retry([first], NOW + 100) == 0  # no longer dead
-    job = queue.claim(OWNER, "pacs", NOW + 100)
+    job = queue.claim(OWNER, PACS, NOW + 100)
     assert (job.id, job.attempts, job.last_error) == (first, 0, "refused")
     assert queue.retry(None, NOW + 200) == 2
     assert queue.list_jobs(failed_only=True) == []
@@ -168,9 +181,9 @@ def test_retry_queues_dead_jobs_with_attempts_reset(spool, queue):
 
 def test_purge_deletes_jobs_and_the_files_nothing_needs(spool, queue):
     one, two = accepted(spool, "1.1"), accepted(spool, "1.2")
-    queue.record([(one, to("pacs", "archive")), (two, to("pacs"))], OWNER, NOW)
-    queue.failed(queue.claim(OWNER, "pacs", NOW), "refused", None)  # one -> pacs is dead
-    in_flight = queue.claim(OWNER, "pacs", NOW)  # two -> pacs
+    queue.record([Recording(one, to("pacs", "archive")), Recording(two, to("pacs"))], OWNER, NOW)
+    queue.failed(queue.claim(OWNER, PACS, NOW), "refused", None)  # one -> pacs is dead
+    in_flight = queue.claim(OWNER, PACS, NOW)  # two -> pacs
     assert queue.purge([in_flight.id]) == 0  # never a job being delivered
     assert queue.purge(None) == 1  # every dead job: one -> pacs
     assert spool.path_of(one.name).exists()  # one -> archive still needs it
@@ -183,8 +196,8 @@ def test_purge_deletes_jobs_and_the_files_nothing_needs(spool, queue):
 
 def test_finish_done_completes_an_instance_left_without_jobs(spool, queue):
     message = accepted(spool, "1.1")
-    queue.record([(message, to("pacs"))], OWNER, NOW)
-    job = queue.claim(OWNER, "pacs", NOW)
+    queue.record([Recording(message, to("pacs"))], OWNER, NOW)
+    job = queue.claim(OWNER, PACS, NOW)
     queue._db.execute("DELETE FROM jobs WHERE id = ?", (job.id,))  # as if killed before removing the file
     assert queue.finish_done() == 1
     assert not spool.path_of(message.name).exists() and queue.known_names() == set()
@@ -193,10 +206,103 @@ def test_finish_done_completes_an_instance_left_without_jobs(spool, queue):
 def test_data_changed_sees_other_connections_only(spool, queue):
     other = Queue(spool)
     assert queue.data_changed() is False
-    queue.record([(accepted(spool, "1.1"), to("pacs"))], OWNER, NOW)
-    queue.failed(queue.claim(OWNER, "pacs", NOW), "refused", None)
+    queue.record([Recording(accepted(spool, "1.1"), to("pacs"))], OWNER, NOW)
+    queue.failed(queue.claim(OWNER, PACS, NOW), "refused", None)
     assert queue.data_changed() is False
     assert other.retry(None, NOW) == 1  # what `router queue retry` does
     assert queue.data_changed() is True
     assert queue.data_changed() is False
     other.close()
+
+
+# ---- copies with morphs, prefetches, once_per ---------------------------------------------------------
+def test_copies_with_different_morphs_are_separate_jobs_and_identical_ones_one(spool, queue):
+    forwards = (
+        Forward("pacs", (SET_NAME, DELETE_IDS), "a"),
+        Forward("pacs", (SET_NAME, DELETE_IDS), "b"),  # the same copy, asked by another rule
+        Forward("pacs", (SET_NAME,), "c"),
+        Forward("pacs", (), "d"),
+    )
+    queue.record([Recording(accepted(spool, "1.1"), Decision(forwards, matched=("a", "b", "c", "d")))], OWNER, NOW)
+    jobs = queue.list_jobs()
+    assert [(job.lane, job.morphs) for job in jobs] == [
+        (PACS, (SET_NAME, DELETE_IDS)),
+        (PACS, (SET_NAME,)),
+        (PACS, ()),
+    ]
+    claimed = [queue.claim(OWNER, PACS, NOW) for _ in jobs]
+    assert [job.morphs for job in claimed] == [job.morphs for job in jobs]  # the decision travels with the job
+
+
+def test_a_prefetch_is_a_job_in_its_sources_prefetch_lane_and_needs_no_spool_file(spool, queue):
+    message = accepted(spool, "1.1")
+    decision = Decision((Forward("archive"),), (prefetch(),), ("priors",))
+    queue.record([Recording(message, decision, STUDY)], OWNER, NOW)
+    assert queue.claim(OWNER, PACS, NOW) is None  # the deliveries to pacs never wait behind a prefetch
+    delivery = queue.claim(OWNER, ARCHIVE, NOW)
+    assert queue.delivered(delivery) is True
+    assert not spool.path_of(message.name).exists()  # the prefetch needs no file
+    job = queue.claim(OWNER, PACS_PREFETCH, NOW)
+    assert (job.kind, job.order, job.progress) == (JobKind.PREFETCH, PrefetchOrder(prefetch(), STUDY), PrefetchProgress())
+    assert job.sop_instance_uid == "1.1"  # the instance that fired it
+    assert queue.finish_done() == 0  # its row stays while the prefetch runs
+    progress = PrefetchProgress(("2.1", "2.2"), ("2.1",), found=4)
+    queue.failed(job, "0xB000 for 2.2", NOW + 10, progress)
+    again = queue.claim(OWNER, PACS_PREFETCH, NOW + 10)
+    assert (again.attempts, again.progress, again.progress.remaining) == (1, progress, ("2.2",))
+    assert queue.delivered(again) is False
+    assert queue.finish_done() == 1 and queue.known_names() == set()
+    assert queue.counts(NOW) == [
+        DestinationCounts("archive", delivered=1),
+        DestinationCounts("pacs", JobKind.PREFETCH, delivered=1),
+    ]
+    assert [entry.label for entry in queue.counts(NOW)] == ["archive", "pacs (prefetch)"]
+
+
+def test_an_instance_that_only_fires_a_prefetch_loses_its_file_at_once(spool, queue):
+    message = accepted(spool, "1.1")
+    queue.record([Recording(message, Decision((), (prefetch(),), ("priors",)), STUDY)], OWNER, NOW)
+    assert not spool.path_of(message.name).exists()
+    assert queue.record([Recording(message, Decision((), (prefetch(""),), ("priors",)), STUDY)], OWNER, NOW) == []
+    assert [job.lane for job in queue.list_jobs()] == [PACS_PREFETCH]
+
+
+def test_once_per_fires_once_per_key_across_connections_and_batches(spool, queue):
+    other = Queue(spool)  # another worker
+    decision = Decision((Forward("archive"),), (prefetch(),), ("priors",))
+    for start in range(0, 200, 50):
+        batch = [Recording(accepted(spool, f"1.{index}"), decision, STUDY) for index in range(start, start + 50)]
+        (queue if start % 100 else other).record(batch, start // 50, NOW)
+    queue.record([Recording(accepted(spool, "2.1"), Decision((), (prefetch("5.6.7"),), ("priors",)), "5.6.7")], OWNER, NOW)
+    queue.record([Recording(accepted(spool, "2.2"), Decision((), (prefetch(rule="other"),), ("other",)), STUDY)], OWNER, NOW)
+    for uid in ("3.1", "3.2"):  # no once_per: every instance fires
+        queue.record([Recording(accepted(spool, uid), Decision((), (prefetch(""),), ("priors",)), STUDY)], OWNER, NOW)
+    prefetches = [job for job in queue.list_jobs() if job.kind is JobKind.PREFETCH]
+    fired = [(job.order.prefetch.rule, job.order.prefetch.once_key, job.sop_instance_uid) for job in prefetches]
+    assert fired == [("priors", STUDY, "1.0"), ("priors", "5.6.7", "2.1"), ("other", STUDY, "2.2"),
+                     ("priors", "", "3.1"), ("priors", "", "3.2")]
+    other.close()
+
+
+def test_a_queue_file_of_the_first_layout_is_upgraded_with_its_jobs_and_counts(spool):
+    db = sqlite3.connect(spool.queue_path)
+    db.executescript("""
+        CREATE TABLE instances (name TEXT PRIMARY KEY, sop_class_uid TEXT NOT NULL, sop_instance_uid TEXT NOT NULL,
+            transfer_syntax TEXT NOT NULL, calling_ae TEXT NOT NULL, called_ae TEXT NOT NULL, peer_address TEXT NOT NULL,
+            size INTEGER NOT NULL, accepted_at REAL NOT NULL, matched_rules TEXT NOT NULL);
+        CREATE TABLE jobs (id INTEGER PRIMARY KEY AUTOINCREMENT, instance TEXT NOT NULL, destination TEXT NOT NULL,
+            owner INTEGER NOT NULL, state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, next_attempt REAL NOT NULL,
+            last_error TEXT NOT NULL DEFAULT '', UNIQUE (instance, destination));
+        CREATE INDEX jobs_due ON jobs (owner, destination, state, next_attempt);
+        CREATE TABLE delivered (destination TEXT PRIMARY KEY, count INTEGER NOT NULL);
+        INSERT INTO instances VALUES ('1.1.x.dcm', '1.2', '1.1', '1.2.840.10008.1.2', 'CT1', 'ROUTER', '', 10, 5.0, 'r');
+        INSERT INTO jobs VALUES (7, '1.1.x.dcm', 'pacs', 0, 'dead', 3, 5.0, 'refused');
+        INSERT INTO delivered VALUES ('pacs', 12);
+    """)
+    db.close()
+    queue = Queue(spool)
+    (job,) = queue.list_jobs()
+    assert (job.id, job.lane, job.state, job.attempts, job.last_error, job.morphs) == (7, PACS, JobState.DEAD, 3, "refused", ())
+    assert queue.counts(NOW) == [DestinationCounts("pacs", delivered=12, dead=1)]
+    queue.close()
+    assert Queue(spool).list_jobs() == [job]  # opened again: nothing to upgrade

@@ -138,10 +138,14 @@ def test_a_destination_that_is_down_gets_everything_when_it_returns(setup, runni
 
 
 class CountingStoreSCP:
-    """Our engine's Storage SCP in this process, accepting only some SOP classes; counts what it stores."""
+    """Our engine's Storage SCP in this process, accepting only some SOP classes; counts what it stores.
+
+    It also keeps the InstitutionName each instance came with (a morph's mark).
+    """
 
     def __init__(self, port: int, sop_classes: list[str], delay: float = 0.0) -> None:
         self.received: dict[str, int] = {}
+        self.institutions: dict[str, str] = {}
         self.delay = delay
         self.ae = AE("STORESCP")
         for uid in sop_classes:
@@ -152,6 +156,7 @@ class CountingStoreSCP:
         time.sleep(self.delay)  # a slow destination
         uid = str(event.request.affected_sop_instance_uid)
         self.received[uid] = self.received.get(uid, 0) + 1
+        self.institutions[uid] = str(event.dataset.get("InstitutionName", ""))
         return SUCCESS
 
     def shutdown(self) -> None:
@@ -310,6 +315,7 @@ def test_a_file_nobody_announced_is_found_by_the_scan(setup, running, tmp_path):
     (delivered,) = [line for line in lines if line["message"] == "delivered"]
     assert (delivered["from"], delivered["to"], delivered["sop_instance_uid"]) == ("LOSTCT", "archive", uid)
     assert any(line["level"] == "ERROR" and junk.name in line["message"] for line in lines)
+    assert not any("cannot read the header" in line["message"] for line in lines)  # no rule looks at the data set
 
     later = store_data.small_ct(seed=10)  # lost while the worker runs: found by a later scan
     store_data.write_instance(later, store_data.SYNTAXES["implicit"], setup.spool.path_of(setup.spool.new_name("1")), "small")
@@ -367,3 +373,35 @@ def test_queue_states_are_visible_while_a_destination_is_down(setup, running, an
     assert queue.purge([job.id]) == 1
     assert spool_empty(setup)
     assert worker.stop() == 0
+
+
+def test_a_job_keeps_the_morphs_it_was_recorded_with_after_a_reload(setup, running, announcer_for, tmp_path):
+    port = pick_free_port()  # the destination is down while the rules change
+    setup.dicom("pacs", port)
+
+    def morphing(institution: str) -> list[dict]:
+        return [{"name": "mark", "forward": ["pacs"], "morph": [{"set": {"InstitutionName": institution}}]}]
+
+    setup.rules = morphing("Before")
+    setup.write()
+    worker = start_worker(setup, running)
+    announcer = announcer_for(setup)
+    before, after = instances(tmp_path / "data", 2)
+    announcer.announce(announcer.put(before))
+    assert wait_until(lambda: "retry scheduled" in worker.output(), 10), worker.output()
+
+    setup.rules = morphing("After")
+    setup.write()
+    worker.signal(signal.SIGHUP)
+    assert wait_until(lambda: "config reloaded" in worker.output(), 10), worker.output()
+    announcer.announce(announcer.put(after))
+    assert wait_until(lambda: len(Queue(setup.spool).list_jobs()) == 2, 10), worker.output()
+
+    scp = CountingStoreSCP(port, [store_data.CT_IMAGE_STORAGE])
+    try:
+        expected = {before.sop_instance_uid: "Before", after.sop_instance_uid: "After"}
+        assert wait_until(lambda: scp.institutions == expected, 20), worker.output()
+        assert wait_until(lambda: spool_empty(setup), 10)
+        assert worker.stop() == 0
+    finally:
+        scp.shutdown()
