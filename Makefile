@@ -25,11 +25,13 @@ run: $(STAMP)
 test: $(STAMP) peers
 	$(PY) -m pytest tests
 
-# C-ECHO then C-STORE (bench/store.py: ~10 min); `make bench QUICK=1`: small counts, one run (~1 min).
+# Every benchmark (the C-STORE one, bench/store.py, takes ~7 min); `make bench QUICK=1`: small counts, one run.
 BENCH_ECHO_QUICK := --echoes 1000 --assocs 50 --pyn-echoes 200 --pyn-assocs 30 --dcmtk-assocs 50 --runs 1
 bench: $(STAMP) peers
 	$(PY) -m bench.echo $(if $(QUICK),$(BENCH_ECHO_QUICK))
 	$(PY) -m bench.store $(if $(QUICK),--quick --runs 1)
+	$(PY) -m bench.router $(if $(QUICK),--quick)
+	$(PY) -m bench.rules $(if $(QUICK),--instances 50 --rounds 2)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
