@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from pydicom.dataset import Dataset
 
@@ -241,15 +241,23 @@ class Association:
         connection, peer_max = self.link.connection, self.peer.maximum_length or 0
         for pdu in fragment(context_id, encode_command(message, True), None, peer_max):
             connection.send_data(pdu, self.link.now())
-        observed = self.handlers.is_bound(evt.EVT_PDU_SENT)
-        for encoded in data_set_pdus(context_id, source.blocks(), source.length, peer_max):
-            connection.send_raw_data(encoded, self.link.now())
+        link, observed = self.link, self.handlers.is_bound(evt.EVT_PDU_SENT)
+
+        def written_blocks() -> Iterator[memoryview]:
+            for block in source.blocks():
+                yield block
+                link.flush()  # the block's PDUs are queued: one write for all of them
+
+        for encoded in data_set_pdus(context_id, written_blocks(), source.length, peer_max):
+            if link.closed:
+                break
+            connection.send_raw_data(encoded, link.now())
             if observed:  # the PDU as an object only for those who watch: decoding costs
                 self.notify(evt.EVT_PDU_SENT, pdu=pdu_decode(encoded, 0).pdu)
-            self.link.flush()
-            if self.link.closed:
-                self.process_indications()  # learn how it ended (the peer's abort, a lost connection)
-                return
+        link.flush()
+        if link.closed:
+            self.process_indications()  # learn how it ended (the peer's abort, a lost connection)
+            return
         self.notify(evt.EVT_DIMSE_SENT, message=message, context_id=context_id)
 
     def _dataset_sink(self, context_id: int, message: Any) -> Any:

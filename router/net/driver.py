@@ -17,6 +17,7 @@ from typing import Iterator
 from router.net.connection import Connection, Indication
 
 READ_SIZE = 1 << 20
+MAX_IOVEC = 1024  # buffers one sendmsg may gather (IOV_MAX on Linux)
 SEND_TIMEOUT = 60.0  # a peer that stops reading for this long is treated as gone
 EARLY_WAKE = 0.9  # arm the kernel timeout a little short so later, shorter waits reuse it
 MICROSECONDS = 1_000_000
@@ -90,16 +91,30 @@ class Link:
         """Write every PDU the connection has queued; close once it is back in Sta1."""
         chunks = self.connection.data_to_send()
         if chunks and not self.closed:
-            data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
             try:
-                self.sock.sendall(data)
-                self.bytes_sent += len(data)
+                self.bytes_sent += self._write(chunks)
                 if self.on_data_sent is not None:
-                    self.on_data_sent(data)
+                    self.on_data_sent(b"".join(chunks))
             except OSError:
                 self.connection.receive_data(b"", self.now())
         if self.connection.is_closed:
             self.close()
+
+    def _write(self, chunks: list[bytes]) -> int:
+        """Send every chunk, gathered by the kernel (sendmsg) rather than joined here."""
+        if len(chunks) == 1 or isinstance(self.sock, ssl.SSLSocket):  # TLS has no sendmsg
+            data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            self.sock.sendall(data)
+            return len(data)
+        total = sum(map(len, chunks))
+        views = [memoryview(chunk) for chunk in chunks]
+        while views:
+            sent = self.sock.sendmsg(views[:MAX_IOVEC])
+            while sent and sent >= len(views[0]):
+                sent -= len(views.pop(0))
+            if sent:
+                views[0] = views[0][sent:]
+        return total
 
     def close(self) -> None:
         """Close the socket without lingering (idempotent)."""

@@ -509,7 +509,7 @@ reported = threading.Event()
 
 def on_report(event):
     result = event.event_information
-    print("REPORT", event.event_type, result.TransactionUID, len(result.ReferencedSOPSequence), flush=True)
+    print(f"REPORT {event.event_type} {result.TransactionUID} {len(result.ReferencedSOPSequence)}", flush=True)
     reported.set()
     return 0x0000, None
 
@@ -524,7 +524,7 @@ for item, uid in zip(request.ReferencedSOPSequence, sys.argv[2:]):
     item.ReferencedSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
     item.ReferencedSOPInstanceUID = uid
 status, _ = assoc.send_n_action(request, 1, COMMITMENT, INSTANCE)
-print("ACTION", status.Status, flush=True)
+print(f"ACTION {status.Status}", flush=True)  # one write: the report's thread prints too
 reported.wait(10)
 assoc.release()
 """
