@@ -1,8 +1,11 @@
 """Evaluating the rules for one instance: compiled once into a `RuleSet`, evaluated many times.
 
 `RuleSet.compile(rules)` turns every rule's conditions into closures once; the
-result is immutable, so a reload swaps one RuleSet for another atomically and
-any thread may evaluate it. `evaluate(facts)` runs the rules in order on an
+result is immutable (but for the decisions it remembers: the same matching
+rules make the same decision, unless a prefetch is filled in), so a reload
+swaps one RuleSet for another atomically and any thread may evaluate it.
+The candidates of an evaluation are the bits of an int, a rule's position
+being its bit (see `rules.index`). `evaluate(facts)` runs the rules in order on an
 instance's facts and header: each matching rule adds one `Forward` per
 destination (with its morphs; a destination already named by an earlier rule
 keeps that rule's copy) and its filled-in prefetch, `drop` forwards
@@ -16,7 +19,7 @@ unusual data: an element that cannot be read is missing.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from functools import lru_cache
 from pathlib import Path
@@ -34,6 +37,7 @@ __all__ = ["Decision", "InstanceFacts", "Outcome", "RuleOutcome", "RuleSet", "ev
 
 DEFER_SIZE = 64 * 1024  # larger elements (overlays, private blobs) are read only if a rule looks at them
 COMPILED_RULE_SETS = 4  # `evaluate` keeps the rule sets of the last few configs compiled
+KEPT_DECISIONS = 1024  # a RuleSet remembers the decisions of this many sets of matching rules
 
 
 def read_header(path: str | Path) -> Dataset:
@@ -76,6 +80,14 @@ class RuleSet:
     rules: tuple[CompiledRule, ...]
     index: GuardIndex
     needs_header: bool
+    checks: tuple[Check, ...] = field(init=False, repr=False)  # each rule's check, by position
+    stops: int = field(init=False, repr=False)  # the bits of the rules that stop the evaluation
+    decisions: dict[int, Decision] = field(default_factory=dict, init=False, repr=False)  # by the matching rules' bits
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "checks", tuple(compiled.check for compiled in self.rules))
+        object.__setattr__(self, "stops", sum(1 << position for position, compiled in enumerate(self.rules)
+                                              if compiled.rule.stop))
 
     @classmethod
     def compile(cls, rules: Iterable[Rule]) -> RuleSet:
@@ -93,72 +105,80 @@ class RuleSet:
             decision, outcomes = self.trace(facts)
             return replace(decision, explanation=tuple(str(outcome) for outcome in outcomes))
         instance = Instance(facts)
-        decision = _DecisionBuilder(instance)
-        for position in self.index.candidates(instance):
-            compiled = self.rules[position]
-            if compiled.check(instance) and decision.act(compiled).rule.stop:
-                break
-        return decision.build()
+        checks, stops, matched = self.checks, self.stops, 0
+        candidates = self.index.candidates(instance)
+        while candidates:  # the candidates in order: the lowest bit is the first rule
+            lowest = candidates & -candidates
+            candidates ^= lowest
+            if checks[lowest.bit_length() - 1](instance):
+                matched |= lowest
+                if lowest & stops:
+                    break
+        decision = self.decisions.get(matched)
+        if decision is None:
+            decision = self._decide(matched, instance)
+        return decision
+
+    def _decide(self, matched: int, instance: Instance) -> Decision:
+        """The decision of the rules whose bits are set in `matched`; remembered for the next instances that
+        match the same rules when nothing else goes into it (no prefetch filled in from the instance)."""
+        matching = [compiled for position, compiled in enumerate(self.rules) if matched >> position & 1]
+        decision = _decision(matching, instance)[0]
+        if all(compiled.rule.prefetch is None for compiled in matching) and len(self.decisions) < KEPT_DECISIONS:
+            self.decisions[matched] = decision
+        return decision
 
     def trace(self, facts: InstanceFacts) -> tuple[Decision, tuple[RuleOutcome, ...]]:
         """The decision, and what became of each rule and why (for dry runs: slower than `evaluate`)."""
         instance = Instance(facts)
-        decision = _DecisionBuilder(instance)
-        candidates = set(self.index.candidates(instance))
-        outcomes: list[RuleOutcome] = []
+        candidates = self.index.candidates(instance)
+        reached, matching, positions = len(self.rules), [], []
         for position, compiled in enumerate(self.rules):
-            rule = compiled.rule
-            if position not in candidates or not compiled.check(instance):
-                outcomes.append(RuleOutcome(rule.name, Outcome.FAILED, tuple(rule.when.failures(instance))))
-                continue
-            unfilled = decision.act(compiled).unfilled
-            reasons = (f"prefetch not fired: {unfilled}",) if unfilled else ()
-            outcomes.append(RuleOutcome(rule.name, Outcome.MATCHED, reasons))
-            if rule.stop:
-                stopped = (f"rule '{rule.name}' stopped the evaluation",)
-                later = self.rules[position + 1:]
-                outcomes.extend(RuleOutcome(other.rule.name, Outcome.NOT_REACHED, stopped) for other in later)
-                break
-        return decision.build(), tuple(outcomes)
+            if candidates >> position & 1 and compiled.check(instance):
+                matching.append(compiled)
+                positions.append(position)
+                if compiled.rule.stop:
+                    reached = position + 1
+                    break
+        decision, unfilled = _decision(matching, instance)
+        not_fired = dict(zip(positions, unfilled))
+        outcomes = [_outcome(compiled, instance, not_fired.get(position))
+                    for position, compiled in enumerate(self.rules[:reached])]
+        if reached < len(self.rules):
+            stopped = (f"rule '{self.rules[reached - 1].rule.name}' stopped the evaluation",)
+            outcomes.extend(RuleOutcome(other.rule.name, Outcome.NOT_REACHED, stopped) for other in self.rules[reached:])
+        return decision, tuple(outcomes)
 
 
-@dataclass(frozen=True)
-class _Acted:
-    rule: Rule
-    unfilled: str  # why the rule's prefetch did not fire ('' if it did or it has none)
+def _outcome(compiled: CompiledRule, instance: Instance, not_fired: str | None) -> RuleOutcome:
+    """What became of a rule the evaluation reached; `not_fired` is None if it did not match, else why its
+    prefetch did not fire ('' if it did or it has none)."""
+    rule = compiled.rule
+    if not_fired is None:
+        return RuleOutcome(rule.name, Outcome.FAILED, tuple(rule.when.failures(instance)))
+    return RuleOutcome(rule.name, Outcome.MATCHED, (f"prefetch not fired: {not_fired}",) if not_fired else ())
 
 
-class _DecisionBuilder:
-    """The actions of the matching rules, gathered in order."""
-
-    def __init__(self, instance: Instance) -> None:
-        self.instance = instance
-        self.forwards: list[Forward] = []
-        self.prefetches: list[Prefetch] = []
-        self.matched: list[str] = []
-        self.dropped = False
-
-    def act(self, compiled: CompiledRule) -> _Acted:
+def _decision(matching: list[CompiledRule], instance: Instance) -> tuple[Decision, list[str]]:
+    """The actions of the matching rules, in order, and why each one's prefetch did not fire ('' if it did or it has
+    none). A destination named by several rules gets one copy: the first rule that forwards there decides its morphs.
+    """
+    forwards: dict[str, Forward] = {}
+    prefetches: list[Prefetch] = []
+    names: list[str] = []
+    unfilled: list[str] = []
+    dropped = False
+    for compiled in matching:
         rule = compiled.rule
-        self.matched.append(rule.name)
-        self.forwards.extend(compiled.forwards)
-        self.dropped = self.dropped or rule.drop
-        filled = rule.prefetch.fill(rule.name, self.instance) if rule.prefetch is not None else None
+        names.append(rule.name)
+        dropped = dropped or rule.drop
+        for forward in compiled.forwards:
+            forwards.setdefault(forward.destination, forward)
+        filled = rule.prefetch.fill(rule.name, instance) if rule.prefetch is not None else None
         if isinstance(filled, Prefetch):
-            self.prefetches.append(filled)
-        return _Acted(rule, filled.reason if isinstance(filled, Unfilled) else "")
-
-    def build(self) -> Decision:
-        forwards = _first_per_destination(self.forwards)
-        return Decision(forwards, tuple(self.prefetches), tuple(self.matched), self.dropped)
-
-
-def _first_per_destination(forwards: list[Forward]) -> tuple[Forward, ...]:
-    """One copy per destination: the first rule that forwards there decides its morphs."""
-    chosen: dict[str, Forward] = {}
-    for forward in forwards:
-        chosen.setdefault(forward.destination, forward)
-    return tuple(chosen.values())
+            prefetches.append(filled)
+        unfilled.append(filled.reason if isinstance(filled, Unfilled) else "")
+    return Decision(tuple(forwards.values()), tuple(prefetches), tuple(names), dropped), unfilled
 
 
 def _needs_header(rule: Rule) -> bool:

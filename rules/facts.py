@@ -2,7 +2,7 @@
 
 `InstanceFacts` is what the worker hands the rules for one instance. A rule
 names a fact by `Fact` (`calling_ae`, `called_ae`, `peer_ip`, `sop_class`,
-`transfer_syntax`); `fact_values` reads it as the texts conditions compare.
+`transfer_syntax`); `fact_reader` reads it as the texts conditions compare.
 SOP classes and transfer syntaxes may be written by name or UID: `resolve_uid`
 turns a name into its UID once, when the rules are read, and a UID fact also
 reads as its name, so a regex or glob can match either.
@@ -10,8 +10,10 @@ reads as its name, so a regex or glob can match either.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
+from operator import attrgetter
 
 from pydicom import Dataset
 from pydicom.uid import UID, AllTransferSyntaxes
@@ -52,26 +54,29 @@ class Fact(str, Enum):
     TRANSFER_SYNTAX = "transfer_syntax"
 
 
-def fact_values(fact: Fact, facts: InstanceFacts) -> tuple[str, ...]:
-    """The values of `fact` for one instance: () when unknown."""
-    if fact is Fact.CALLING_AE:
-        value = facts.calling_ae.strip()
-    elif fact is Fact.CALLED_AE:
-        value = facts.called_ae.strip()
-    elif fact is Fact.PEER_IP:
-        value = facts.peer_address.strip()
-    else:
-        uid = (facts.sop_class_uid if fact is Fact.SOP_CLASS else facts.transfer_syntax).rstrip("\0 ")
-        name = uid_name(fact, uid)
+FIELDS = {Fact.CALLING_AE: "calling_ae", Fact.CALLED_AE: "called_ae", Fact.PEER_IP: "peer_address",
+          Fact.SOP_CLASS: "sop_class_uid", Fact.TRANSFER_SYNTAX: "transfer_syntax"}  # where InstanceFacts holds each
+UID_FACTS = (Fact.SOP_CLASS, Fact.TRANSFER_SYNTAX)
+
+
+def fact_reader(fact: Fact) -> Callable[[InstanceFacts], tuple[str, ...]]:
+    """The function giving the values of `fact` for one instance (() when unknown), its field chosen once."""
+    field = attrgetter(FIELDS[fact])
+    if fact not in UID_FACTS:
+        def read(facts: InstanceFacts) -> tuple[str, ...]:
+            value = field(facts).strip()
+            return (value,) if value else ()
+
+        return read
+    name_of = uid_to_keyword if fact is Fact.SOP_CLASS else TRANSFER_SYNTAX_NAMES.get
+
+    def read_uid(facts: InstanceFacts) -> tuple[str, ...]:
+        """The UID and its keyword, if it has one."""
+        uid = field(facts).rstrip("\0 ")
+        name = name_of(uid)
         return (uid, name) if name else (uid,) if uid else ()
-    return (value,) if value else ()
 
-
-def uid_name(fact: Fact, uid: str) -> str:
-    """The keyword of a SOP class or transfer syntax UID ('' if it has none)."""
-    if fact is Fact.SOP_CLASS:
-        return uid_to_keyword(uid) or ""
-    return TRANSFER_SYNTAX_NAMES.get(uid, "")
+    return read_uid
 
 
 def resolve_uid(fact: Fact, text: str) -> str:

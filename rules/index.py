@@ -16,71 +16,79 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
-from rules.conditions import AllOf, Check, Instance, KeyTest, Subject
+from rules.conditions import AllOf, Check, Instance, KeyTest, Read, Subject
 from rules.matchers import Block, InNetwork, IsOneOf, parse_address
 
-Rules = frozenset[int]  # rule positions
+Rules = int  # rule positions as bits: the rule at position n is bit n (a union is an `|`, no set to build)
 Prefix = tuple[int, int]  # IP version and netmask: the networks of one size, looked up by their first address
+
+
+class Lookup(NamedTuple):
+    """An indexed subject: the text its values are kept under, its reader, and the rules by the value or the
+    network their guard accepts."""
+
+    key: str
+    read: Read
+    by_value: Mapping[str, Rules]
+    by_network: tuple[tuple[Prefix, Mapping[int, Rules]], ...]
 
 
 @dataclass(frozen=True, eq=False)
 class GuardIndex:
     """Rule positions by the value or network their guard accepts; `unguarded` rules are always candidates."""
 
-    equal: tuple[tuple[Subject, Mapping[str, Rules]], ...]
-    networks: tuple[tuple[Subject, tuple[tuple[Prefix, Mapping[int, Rules]], ...]], ...]
+    lookups: tuple[Lookup, ...]
     unguarded: Rules
 
     @classmethod
     def build(cls, conditions: Iterable[AllOf]) -> tuple[GuardIndex, tuple[Check, ...]]:
         """The index for rules with these conditions, and each rule's check of its conditions but the guard."""
-        equal: dict[Subject, defaultdict[str, set[int]]] = {}
-        networks: dict[Subject, defaultdict[Block, set[int]]] = {}  # by (version, first address, netmask)
-        unguarded, checks = set(), []
+        tables: dict[Subject, tuple[defaultdict[str, Rules], defaultdict[Block, Rules]]] = {}
+        unguarded, checks = 0, []
         for position, when in enumerate(conditions):
             guard = _guard(when)
             if guard is None:
-                unguarded.add(position)
+                unguarded |= 1 << position
                 checks.append(when.compile())
                 continue
+            by_value, by_network = tables.setdefault(guard.subject, (defaultdict(int), defaultdict(int)))
             if isinstance(guard.test, IsOneOf):
-                keys: Iterable[str | Block] = guard.test.values
-                table: defaultdict = equal.setdefault(guard.subject, defaultdict(set))
+                for value in guard.test.values:
+                    by_value[value] |= 1 << position
             else:
-                keys = guard.test.blocks  # type: ignore[union-attr]
-                table = networks.setdefault(guard.subject, defaultdict(set))
-            for key in keys:
-                table[key].add(position)
+                for block in guard.test.blocks:  # type: ignore[union-attr]
+                    by_network[block] |= 1 << position
             checks.append(AllOf(tuple(c for c in when.conditions if c is not guard)).compile())
-        return cls(
-            tuple((subject, {value: frozenset(rules) for value, rules in table.items()})
-                  for subject, table in equal.items()),
-            tuple((subject, _by_prefix(table)) for subject, table in networks.items()),
-            frozenset(unguarded),
-        ), tuple(checks)
+        lookups = tuple(Lookup(subject.text, subject.read, dict(by_value), _by_prefix(by_network))
+                        for subject, (by_value, by_network) in tables.items())
+        return cls(lookups, unguarded), tuple(checks)
 
-    def candidates(self, instance: Instance) -> list[int]:
-        """The positions, in order, of the rules whose guard holds for `instance` or that have none."""
-        passing = set(self.unguarded)
-        for subject, table in self.equal:
-            for value in instance.values(subject):
-                rules = table.get(value)
-                if rules:
-                    passing.update(rules)
-        for subject, prefixes in self.networks:
-            for address in map(parse_address, instance.values(subject)):
-                for (version, netmask), table in prefixes:
-                    rules = table.get(address[1] & netmask) if address and address[0] == version else None
-                    if rules:
-                        passing.update(rules)
-        return sorted(passing)
+    def candidates(self, instance: Instance) -> Rules:
+        """The rules whose guard holds for `instance` or that have none."""
+        passing, seen, facts = self.unguarded, instance.seen, instance.facts
+        for key, read, by_value, by_network in self.lookups:
+            values = seen.get(key)  # Instance.values, inlined on this hot path
+            if values is None:
+                values = seen[key] = read(facts)
+            if by_value:
+                for value in values:
+                    passing |= by_value.get(value, 0)
+            if by_network:
+                for address in map(parse_address, values):
+                    if address is not None:
+                        version, number = address
+                        for (prefix_version, netmask), table in by_network:
+                            if prefix_version == version:
+                                passing |= table.get(number & netmask, 0)
+        return passing
 
 
-def _by_prefix(table: Mapping[Block, set[int]]) -> tuple[tuple[Prefix, Mapping[int, Rules]], ...]:
+def _by_prefix(table: Mapping[Block, Rules]) -> tuple[tuple[Prefix, Mapping[int, Rules]], ...]:
     prefixes: defaultdict[Prefix, dict[int, Rules]] = defaultdict(dict)
     for (version, first, netmask), rules in table.items():
-        prefixes[version, netmask][first] = frozenset(rules)
+        prefixes[version, netmask][first] = rules
     return tuple(prefixes.items())
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import fnmatch
 import ipaddress
+import operator
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ Values = tuple[str, ...]
 Matcher = Callable[[Values], bool]
 Block = tuple[int, int, int]  # a network: IP version, first address, netmask
 PARSED_ADDRESSES = 1024
+ABOVE = {True: operator.ge, False: operator.gt}  # a lower bound holds, by whether it is inclusive
+BELOW = {True: operator.le, False: operator.lt}  # an upper bound holds, by whether it is inclusive
 
 
 def some_value(predicate: Callable[[str], object]) -> Matcher:
@@ -132,19 +135,33 @@ class InRange:
     high_inclusive: bool = True
 
     def matcher(self, subject: Subject) -> Matcher:
-        kind, contains = self.kind, self.contains
-        return some_value(lambda text: (value := parse(kind, text)) is not None and contains(value))
+        kind, low, high = self.kind, self.low, self.high
+        above, below = ABOVE[self.low_inclusive], BELOW[self.high_inclusive]
+
+        def matches(values: Values) -> bool:  # some_value of `contains`, in one call per value
+            for text in values:
+                value = parse(kind, text)
+                if value is not None and (low is None or above(value, low)) and (high is None or below(value, high)):
+                    return True
+            return False
+
+        return matches
 
     def contains(self, value: Comparable) -> bool:
         low, high = self.low, self.high
-        if low is not None and (value < low or (value == low and not self.low_inclusive)):  # type: ignore[operator]
-            return False
-        return high is None or value < high or (value == high and self.high_inclusive)  # type: ignore[operator]
+        return ((low is None or ABOVE[self.low_inclusive](value, low))
+                and (high is None or BELOW[self.high_inclusive](value, high)))
 
     @property
     def empty(self) -> bool:
-        """True if no value can lie within the bounds (the lower one above the upper one)."""
-        return self.low is not None and self.high is not None and not self.contains(self.low)
+        """True if no value can lie within the bounds: the lower one above the upper one, or both
+        the same and one of them exclusive. (Values are compared, not enumerated: > 5 and < 6 holds
+        for 5.5, so it is not empty.)"""
+        if self.low is None or self.high is None:
+            return False
+        if self.low == self.high:
+            return not (self.low_inclusive and self.high_inclusive)
+        return self.low > self.high
 
     def bounds(self) -> str:
         low = None if self.low is None else f"{'>=' if self.low_inclusive else '>'} {_shown(self.low)}"

@@ -18,7 +18,7 @@ import re
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from rules.conditions import AllOf, AnyOf, Condition, KeyTest, Not, Subject, subject_of
-from rules.facts import Fact, resolve_uid
+from rules.facts import UID_FACTS, Fact, resolve_uid
 from rules.matchers import (
     Every,
     Exists,
@@ -39,7 +39,6 @@ LOWER_BOUNDS = {"gt": False, "ge": True}  # operator: inclusive
 UPPER_BOUNDS = {"lt": False, "le": True}
 RANGE_OPERATORS = (*LOWER_BOUNDS, *UPPER_BOUNDS, "between")
 OPERATORS = ("regex", "glob", "exists", "not", *RANGE_OPERATORS)
-UID_FACTS = (Fact.SOP_CLASS, Fact.TRANSFER_SYNTAX)
 EXAMPLE = "e.g. {Modality: CT}"
 MISSING_HINT = "use {exists: false} for a missing element"
 
@@ -233,6 +232,6 @@ def _bound(reader: Reader, node: Node, kind: Kind) -> Comparable | None:
 
 def _non_empty(reader: Reader, node: Node, test: InRange, subject: Subject) -> InRange | None:
     if test.empty:
-        reader.problem(node, f"{subject.text} can never be {test.bounds()}", "the lower bound is above the upper one")
+        reader.problem(node, f"{subject.text} can never be {test.bounds()}", "no value lies between these bounds")
         return None
     return test

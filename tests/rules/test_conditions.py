@@ -102,6 +102,10 @@ CASES = [
     # numbers as numbers: '10' > 2.5, though '10' < '2.5' as text; any value of a multi-valued element
     ("{SliceThickness: {between: [1, 2.5]}}", header(SliceThickness="2.0"), True),
     ("{SliceThickness: {between: [1, 2.5]}}", header(SliceThickness="10"), False),
+    ("{SliceThickness: {gt: 5, lt: 10}}", header(SliceThickness="7"), True),
+    ("{SliceThickness: {gt: 5, lt: 6}}", header(SliceThickness="5.5"), True),
+    ("{SliceThickness: {gt: 5, lt: 10}}", header(SliceThickness="5"), False),
+    ("{SliceThickness: {ge: 5, le: 5}}", header(SliceThickness="5"), True),
     ("{Rows: {ge: 512}}", header(Rows=512), True),
     ("{Rows: {gt: 512}}", header(Rows=512), False),
     ("{PixelSpacing: {lt: 0.5}}", header(PixelSpacing=["0.7", "0.4"]), True),

@@ -142,7 +142,7 @@ def test_bad_ranges(tmp_path):
     """) == [
         "3:21 'yesterday' is not a date (DA) such as 20240131 or 2024-01-31",
         "4:21 '25:00' is not a time (TM) such as 083000, 0830 or 08:30",
-        "5:31 SliceThickness can never be >= 3 and <= 1 (the lower bound is above the upper one)",
+        "5:31 SliceThickness can never be >= 3 and <= 1 (no value lies between these bounds)",
         "6:29 between needs two values: [low, high]",
         "7:23 'gt' compares dates, times and numbers; PatientName is PN (ranges apply to DA, TM, DT, IS, DS and the "
         "binary number VRs)",
@@ -150,7 +150,7 @@ def test_bad_ranges(tmp_path):
         "binary number VRs)",
         "9:11 conflicting bounds for Rows: gt, ge (give 'between: [low, high]', or at most one of gt/ge and one of "
         "lt/le)",
-        "10:14 Columns can never be > 5 and < 5 (the lower bound is above the upper one)",
+        "10:14 Columns can never be > 5 and < 5 (no value lies between these bounds)",
         "11:31 '2024-13-01' is not a date-time (DT) such as 20240131083000 or 2024-01-31T08:30",
     ]
 
