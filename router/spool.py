@@ -20,15 +20,18 @@ accepted instance is never forgotten.
 from __future__ import annotations
 
 import os
+import re
 import shutil
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from router.config import Durability
 
 SUFFIX = ".dcm"
+NOT_IN_A_UID = re.compile(r"[^0-9.]")
+UNIQUE_BYTES = 6  # random bytes in a name: 12 hex digits
 
 
 @dataclass(frozen=True)
@@ -41,8 +44,8 @@ class Spool:
     def tmp(self) -> Path:
         return self.root / "tmp"
 
-    @property
-    def incoming(self) -> Path:
+    @cached_property
+    def incoming(self) -> Path:  # cached: every accepted file's path is made from it
         return self.root / "incoming"
 
     @property
@@ -75,12 +78,12 @@ class Spool:
 
     def new_name(self, sop_instance_uid: str) -> str:
         """A file name for an accepted instance, unique even for a resent instance."""
-        safe = "".join(c for c in sop_instance_uid if c.isdigit() or c == ".") or "unknown"
-        return f"{safe}.{uuid.uuid4().hex[:12]}{SUFFIX}"
+        safe = NOT_IN_A_UID.sub("", sop_instance_uid) or "unknown"
+        return f"{safe}.{os.urandom(UNIQUE_BYTES).hex()}{SUFFIX}"
 
     def path_of(self, name: str) -> Path:
         """The accepted file called `name`; names never hold a directory part."""
-        if not name or Path(name).name != name:
+        if not name or "/" in name or name in (".", ".."):
             raise ValueError(f"'{name}' is not a spool file name")
         return self.incoming / name
 

@@ -46,6 +46,7 @@ from router.net.datasets import encode_dataset
 from router.net.log import reject_text
 from router.net.presentation import EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN, PresentationContext
 from router.net.presentation import build_context, uid_name
+from router.net.services.storage import c_store_response
 from router.net.sources import DatasetSource, source_for
 from router.net.status import OUT_OF_RESOURCES, PROCESSING_FAILURE, RESOURCE_LIMITATION, Service, StatusClass
 from router.net.status import classify, describe
@@ -53,6 +54,7 @@ from workers.attempt import DELIVERED, Need, Outcome, Parcel, morphed_copy, perm
 
 UNCOMPRESSED = (EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN)
 IDLE_RELEASE = 10.0  # seconds an unused association stays open
+READ_WHOLE_BELOW = 256 << 10  # a smaller spool file is read at once (one open), a larger one streamed
 ACSE_TIMEOUT = 30.0
 DIMSE_TIMEOUT = 60.0  # waiting for a C-STORE response once the data set is sent
 NETWORK_TIMEOUT = 60.0
@@ -193,12 +195,12 @@ class DicomSender:
         if isinstance(source, Outcome):
             self.close()  # the next attempt negotiates afresh: the destination may have been set up since
             return source
-        status = assoc.send_c_store(source)
+        response = c_store_response(assoc, source)
         self.current.last_used = time.monotonic()
-        if "Status" not in status:
+        if response is None:
             self.close()
             return transient("no response to the C-STORE (timeout or association lost)", destination_down=True)
-        return status_outcome(int(status.Status), str(status.get("ErrorComment", "")))
+        return status_outcome(response.status, response.error_comment)
 
     def _open(self, need: Need) -> Outcome | None:
         """Open an association proposing `need` first; the outcome if that failed, else None."""
@@ -226,7 +228,7 @@ class DicomSender:
         }
         if need.transfer_syntax in accepted and not parcel.morphs:
             try:
-                return source_for(path)
+                return source_for(path, READ_WHOLE_BELOW)
             except FileNotFoundError:
                 return permanent(f"the spool file {path.name} is gone")
             except (OSError, ValueError) as exc:

@@ -17,7 +17,11 @@ with a `once_per` key fires once across every worker and restart (the rows
 are kept: a study that comes back a year later does not fire again).
 
 A finished job's row is deleted and the counter of its lane in `delivered`
-goes up, so the file does not grow with the traffic. When an instance has no
+goes up, so the file does not grow with the traffic. A busy worker writes in
+batches: `record_claiming` records a batch of instances and hands the caller
+their new jobs already claimed (in flight) in the same transaction,
+`claim_many` claims several due jobs at once, and `settle` records how many
+attempts ended (and puts back claimed jobs never started) in one transaction. When an instance has no
 copy left to deliver, its spool file is removed (a prefetch never needs the
 file), and once it has no job at all, its row: in that order, so that a late
 announcement of the same file (a bus message or a spool scan) finds either
@@ -29,6 +33,9 @@ behind first).
 Every connection uses WAL mode, a busy timeout and short transactions
 (`BEGIN IMMEDIATE` for writes), so several worker processes and the operator
 commands share the file. A `Queue` is one connection: make one per thread.
+The connections of one process may share a `write_lock`: they then take
+turns in the process instead of in SQLite, whose busy handler sleeps (a
+millisecond and more) while another connection writes.
 
 The operator commands (`router status`, `router queue list|retry|purge`) use:
 
@@ -45,9 +52,12 @@ runners when another connection changed it.
 
 from __future__ import annotations
 
+import os
 import sqlite3
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+import threading
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from enum import Enum
 
@@ -118,6 +128,20 @@ class DestinationCounts:
 
 
 @dataclass(frozen=True)
+class Ending:
+    """How an attempt at `job` ended: delivered, or failed with `error` and queued again for `retry_at` (None: dead).
+
+    A failed prefetch keeps its `progress` for the next attempt.
+    """
+
+    job: Job
+    delivered: bool = True
+    error: str = ""
+    retry_at: float | None = None
+    progress: PrefetchProgress | None = None
+
+
+@dataclass(frozen=True)
 class Recording:
     """An announced instance, what the rules decided for it, and its study (which its prefetches leave out)."""
 
@@ -129,8 +153,9 @@ class Recording:
 class Queue:
     """One connection to the spool's queue; see the module docstring."""
 
-    def __init__(self, spool: Spool, busy_timeout: float = BUSY_TIMEOUT) -> None:
+    def __init__(self, spool: Spool, busy_timeout: float = BUSY_TIMEOUT, write_lock: threading.Lock | None = None) -> None:
         self.spool = spool
+        self._write_lock: AbstractContextManager = write_lock or nullcontext()
         self._db = sqlite3.connect(spool.queue_path, timeout=busy_timeout, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")  # a crash loses nothing; a power cut, at most the last commits
@@ -143,13 +168,14 @@ class Queue:
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+        with self._write_lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
 
     # ---- recording ------------------------------------------------------------------------------
     def record(self, recordings: Iterable[Recording], owner: int, now: float) -> list[InstanceAccepted]:
@@ -161,29 +187,40 @@ class Queue:
         (delivered and removed), is skipped: recording twice is harmless. The
         spool file of an instance no destination wants is removed at once.
         """
-        recorded = []
+        return self.record_claiming(recordings, owner, now, {})[0]
+
+    def record_claiming(
+        self, recordings: Iterable[Recording], owner: int, now: float, room: Mapping[Lane, int]
+    ) -> tuple[list[InstanceAccepted], list[Job]]:
+        """`record`, but up to `room[lane]` new jobs of each lane are recorded claimed (in flight) and returned."""
+        room = dict(room)
+        recorded, claimed = [], []
         with self._write() as db:
             for recording in recordings:
                 message = recording.message
-                if db.execute("SELECT 1 FROM instances WHERE name = ?", (message.name,)).fetchone():
+                if not os.path.exists(self.spool.path_of(message.name)):
                     continue
-                if not self.spool.path_of(message.name).exists():
-                    continue
-                db.execute(
-                    "INSERT INTO instances VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                inserted = db.execute(
+                    "INSERT OR IGNORE INTO instances VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (message.name, message.sop_class_uid, message.sop_instance_uid, message.transfer_syntax,
                      message.calling_ae, message.called_ae, message.peer_address, message.size,
                      message.accepted_at, "\n".join(recording.decision.matched)),
-                )
-                db.executemany(
-                    "INSERT OR IGNORE INTO jobs (instance, destination, kind, spec, owner, state, next_attempt) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [(message.name, lane.destination, lane.kind.value, spec, owner, JobState.QUEUED.value, now)
-                     for lane, spec in _orders(db, recording, now)],
-                )
+                ).rowcount
+                if not inserted:
+                    continue
+                for lane, spec in _orders(db, recording, now):
+                    state = JobState.IN_FLIGHT if room.get(lane, 0) > 0 else JobState.QUEUED
+                    row = db.execute(
+                        "INSERT OR IGNORE INTO jobs (instance, destination, kind, spec, owner, state, next_attempt) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                        (message.name, lane.destination, lane.kind.value, spec, owner, state.value, now),
+                    ).fetchone()
+                    if row is not None and state is JobState.IN_FLIGHT:
+                        room[lane] -= 1
+                        claimed.append(_new_job(row[0], message, lane, spec, now))
                 recorded.append(recording)
         self._finish([recording.message.name for recording in recorded if not recording.decision.forwards])
-        return [recording.message for recording in recorded]
+        return [recording.message for recording in recorded], claimed
 
     def known_names(self) -> set[str]:
         """The spool names of every recorded instance."""
@@ -208,15 +245,27 @@ class Queue:
 
     def claim(self, owner: int, lane: Lane, now: float) -> Job | None:
         """Take the next due job of `owner` in `lane` (it goes in flight), or None."""
+        jobs = self.claim_many(owner, lane, now, 1)
+        return jobs[0] if jobs else None
+
+    def claim_many(self, owner: int, lane: Lane, now: float, limit: int) -> list[Job]:
+        """Take up to `limit` due jobs of `owner` in `lane`, the earliest first (they go in flight)."""
         with self._write() as db:
-            row = db.execute(
-                """UPDATE jobs SET state = ? WHERE id = (
+            ids = [job_id for (job_id,) in db.execute(
+                """UPDATE jobs SET state = ? WHERE id IN (
                        SELECT id FROM jobs WHERE owner = ? AND destination = ? AND kind = ? AND state = ?
-                       AND next_attempt <= ? ORDER BY next_attempt, id LIMIT 1)
+                       AND next_attempt <= ? ORDER BY next_attempt, id LIMIT ?)
                    RETURNING id""",
-                (JobState.IN_FLIGHT.value, owner, lane.destination, lane.kind.value, JobState.QUEUED.value, now),
-            ).fetchone()
-            return None if row is None else self._job(row[0])
+                (JobState.IN_FLIGHT.value, owner, lane.destination, lane.kind.value, JobState.QUEUED.value, now, limit),
+            ).fetchall()]
+            if not ids:
+                return []
+            rows = db.execute(
+                f"SELECT {JOB_COLUMNS} FROM {JOB_FROM} WHERE j.id IN ({', '.join('?' * len(ids))}) "
+                "ORDER BY j.next_attempt, j.id",
+                ids,
+            )
+            return [_job_of(row) for row in rows]
 
     def next_due(self, owner: int, lane: Lane) -> float | None:
         """When the earliest queued job of `owner` in `lane` is due, or None if there is none."""
@@ -235,26 +284,51 @@ class Queue:
 
     def delivered(self, job: Job) -> bool:
         """Count `job` done and forget it; True when that was its instance's last copy (spool file removed)."""
-        with self._write() as db:
-            db.execute("DELETE FROM jobs WHERE id = ?", (job.id,))
-            db.execute(
-                "INSERT INTO delivered VALUES (?, ?, 1) ON CONFLICT (destination, kind) DO UPDATE SET count = count + 1",
-                (job.destination, job.kind.value),
-            )
-            finished = job.kind is JobKind.STORE and db.execute(STORE_JOB_OF, (job.instance,)).fetchone() is None
-        if finished:
-            self.spool.remove(job.instance)  # its row goes with the next `finish_done`
-        return finished
+        return bool(self.settle([Ending(job)]))
 
     def failed(self, job: Job, error: str, retry_at: float | None, progress: PrefetchProgress | None = None) -> None:
         """Count a failed attempt: queue the job again for `retry_at`, or (None) make it dead; keep its `progress`."""
-        state = JobState.DEAD if retry_at is None else JobState.QUEUED
+        self.settle([Ending(job, False, error, retry_at, progress)])
+
+    def settle(self, endings: Iterable[Ending], released: Iterable[Job] = ()) -> list[str]:
+        """Record how attempts ended and queue again the claimed jobs never started (`released`), in one transaction.
+
+        A delivered job is counted and forgotten; a failed one is queued again
+        or made dead (`Ending`). Return the instances whose last copy this
+        delivered: their spool files are removed (their rows go with the next
+        `finish_done`).
+        """
+        counts: Counter[Lane] = Counter()
+        copied: set[str] = set()
         with self._write() as db:
-            db.execute(
-                "UPDATE jobs SET state = ?, attempts = attempts + 1, next_attempt = COALESCE(?, next_attempt), "
-                "last_error = ?, progress = COALESCE(?, progress) WHERE id = ?",
-                (state.value, retry_at, error, None if progress is None else progress_text(progress), job.id),
+            for ending in endings:
+                job = ending.job
+                if ending.delivered:
+                    db.execute("DELETE FROM jobs WHERE id = ?", (job.id,))
+                    counts[job.lane] += 1
+                    if job.kind is JobKind.STORE:
+                        copied.add(job.instance)
+                    continue
+                state = JobState.DEAD if ending.retry_at is None else JobState.QUEUED
+                progress = None if ending.progress is None else progress_text(ending.progress)
+                db.execute(
+                    "UPDATE jobs SET state = ?, attempts = attempts + 1, next_attempt = COALESCE(?, next_attempt), "
+                    "last_error = ?, progress = COALESCE(?, progress) WHERE id = ?",
+                    (state.value, ending.retry_at, ending.error, progress, job.id),
+                )
+            db.executemany(
+                "INSERT INTO delivered VALUES (?, ?, ?) "
+                "ON CONFLICT (destination, kind) DO UPDATE SET count = count + excluded.count",
+                [(lane.destination, lane.kind.value, count) for lane, count in counts.items()],
             )
+            db.executemany(
+                "UPDATE jobs SET state = ? WHERE id = ? AND state = ?",
+                [(JobState.QUEUED.value, job.id, JobState.IN_FLIGHT.value) for job in released],
+            )
+            finished = sorted(name for name in copied if db.execute(STORE_JOB_OF, (name,)).fetchone() is None)
+        for name in finished:
+            self.spool.remove(name)
+        return finished
 
     def data_changed(self) -> bool:
         """True when another connection committed a change since the last call."""
@@ -271,23 +345,23 @@ class Queue:
         rows = self._db.execute(
             "SELECT name FROM instances WHERE NOT EXISTS (SELECT 1 FROM jobs WHERE instance = name AND kind = 'store')"
         )
-        return self._finish([name for (name,) in rows.fetchall()])
+        return self._finish([name for (name,) in rows.fetchall()], checked=True)
 
-    def _finish(self, names: list[str]) -> int:
-        """Remove the spool files of instances `names` no copy needs, then the rows no job needs; return how many rows."""
-        done = [name for name in names if self._db.execute(STORE_JOB_OF, (name,)).fetchone() is None]
+    def _finish(self, names: list[str], checked: bool = False) -> int:
+        """Remove the spool files of instances `names` no copy needs, then the rows no job needs; return how many rows.
+
+        `checked`: the caller just found that no copy needs them.
+        """
+        done = names if checked else [name for name in names if self._db.execute(STORE_JOB_OF, (name,)).fetchone() is None]
         for name in done:
             self.spool.remove(name)
         if not done:
             return 0
         with self._write() as db:
-            return sum(
-                db.execute(
-                    "DELETE FROM instances WHERE name = ? AND NOT EXISTS (SELECT 1 FROM jobs WHERE instance = name)",
-                    (name,),
-                ).rowcount
-                for name in done
-            )
+            return db.executemany(
+                "DELETE FROM instances WHERE name = ? AND NOT EXISTS (SELECT 1 FROM jobs WHERE instance = name)",
+                [(name,) for name in done],
+            ).rowcount
 
     # ---- the operator's view ---------------------------------------------------------------------------
     def counts(self, now: float) -> list[DestinationCounts]:
@@ -354,16 +428,20 @@ class Queue:
         self._finish(sorted(set(names)))
         return len(names)
 
-    def _job(self, job_id: int) -> Job | None:
-        row = self._db.execute(f"SELECT {JOB_COLUMNS} FROM {JOB_FROM} WHERE j.id = ?", (job_id,)).fetchone()
-        return None if row is None else _job_of(row)
-
 
 def _job_of(row: tuple) -> Job:
     kind, spec, progress = JobKind(row[12]), row[13], row[14]
     if kind is JobKind.PREFETCH:
         return Job(row[0], row[1], row[2], JobState(row[3]), *row[4:12], kind, (), order_of(spec), progress_of(progress))
     return Job(row[0], row[1], row[2], JobState(row[3]), *row[4:12], kind, morphs_of(spec))
+
+
+def _new_job(job_id: int, message: InstanceAccepted, lane: Lane, spec: str, now: float) -> Job:
+    """The job just recorded claimed for `message` in `lane` with its stored order `spec`."""
+    return _job_of((
+        job_id, message.name, lane.destination, JobState.IN_FLIGHT.value, 0, now, "", message.sop_instance_uid,
+        message.sop_class_uid, message.transfer_syntax, message.calling_ae, message.accepted_at, lane.kind.value, spec, "",
+    ))
 
 
 def _orders(db: sqlite3.Connection, recording: Recording, now: float) -> list[tuple[Lane, str]]:

@@ -8,20 +8,28 @@ socket) and for its two timers:
 - every `refresh_interval`, if another connection changed the queue (an
   operator's `router queue retry`, say), the delivery threads are woken;
 - every `scan_interval` (and at start), the rows of finished instances are
-  deleted and the spool's `incoming/` is scanned for files older than
-  `scan_grace` that the queue does not know: their bus message was lost with
-  a killed process. Each is recorded like a message,
-  with the facts its file meta gives (calling AE from Source Application
-  Entity Title, called AE = the router's title, peer address unknown).
+  deleted and, once the messages waiting on the bus are recorded, the
+  spool's `incoming/` is scanned for files older than `scan_grace` that the
+  queue does not know: their bus message was lost with a killed process.
+  Each is recorded like a message, with the facts its file meta gives
+  (calling AE from Source Application Entity Title, called AE = the router's
+  title, peer address unknown). Recording is idempotent by spool name, so a
+  scan that comes before a slow announcement only costs the instance those
+  facts.
 
-Each announced instance is evaluated by the rule set, compiled once per
-config (re)load, and recorded with its jobs in one transaction (a batch of
-messages shares it). The spool file's header (never its pixel data) is read
-only when a rule looks at data set elements, or when a prefetch needs the
-instance's study. One `DestinationRunner` per lane delivers: the copies of
-each destination, and the prefetches of each DICOM destination. At start,
-the jobs a killed predecessor of the same index left in flight are queued
-again. SIGHUP reloads the config (a file with problems is logged and the old
+A listener may send several messages as one multipart message; the worker
+takes every waiting frame, up to a `BATCH` at a time. Each announced instance
+is evaluated by the rule set, compiled once per config (re)load, and recorded
+with its jobs in one transaction (a batch of messages shares it); the new
+jobs of each lane, as many as its runner has room for, are recorded claimed
+and handed to the runner in memory (`DestinationRunner.offer`), the others
+wait in the queue, where the runner claims them. The process's connections
+to the queue take turns through one lock (`WorkerIdentity.write_lock`). The
+spool file's header (never its pixel data) is read only when a rule looks at
+data set elements, or when a prefetch needs the instance's study. One
+`DestinationRunner` per lane delivers: the copies of each destination, and
+the prefetches of each DICOM destination. At start, the jobs a killed
+predecessor of the same index left in flight are queued again. SIGHUP reloads the config (a file with problems is logged and the old
 config kept) and swaps the rule set; jobs already recorded keep their
 decision (their morphs and prefetch orders are in their rows). SIGTERM or
 SIGINT: stop taking messages, let deliveries in flight finish for up to
@@ -49,7 +57,7 @@ from router.spool import Spool
 from rules.decision import Decision
 from rules.evaluate import InstanceFacts, RuleSet, read_header
 from workers.jobs import JobKind, Lane
-from workers.queue import Queue, Recording
+from workers.queue import Job, Queue, Recording
 from workers.runner import DestinationRunner, WorkerIdentity
 
 LOGGER = logging.getLogger("workers")
@@ -62,8 +70,8 @@ WATCHED_SIGNALS = (*STOP_SIGNALS, signal.SIGHUP)
 class Timing:
     """The worker's timers, in seconds."""
 
-    scan_interval: float = 30.0
-    scan_grace: float = 10.0
+    scan_interval: float = 5.0
+    scan_grace: float = 5.0
     refresh_interval: float = 2.0
     drain_timeout: float = 10.0
 
@@ -99,7 +107,7 @@ class Worker:
         old_wakeup = signal.set_wakeup_fd(wake_write.fileno())
         context = zmq.Context()
         pull = receiver(context, self.endpoint)
-        queue = Queue(self.spool)
+        queue = self.identity.queue()
         try:
             self._start(queue)
             self._loop(queue, pull, wake_read)
@@ -143,6 +151,7 @@ class Worker:
                 _guarded(self._refresh, queue)
             if now >= next_scan:
                 next_scan = now + self.timing.scan_interval
+                _guarded(self._take_messages, queue, pull)  # what was announced is recorded with its own facts
                 _guarded(self._scan, queue)
 
     def _refresh(self, queue: Queue) -> None:
@@ -175,24 +184,21 @@ class Worker:
     # ---- recording --------------------------------------------------------------------------------
     def _take_messages(self, queue: Queue, pull: zmq.Socket) -> None:
         """Record every message waiting on the socket, a batch per transaction."""
-        while self._take_batch(queue, pull) == BATCH:
+        while self._take_batch(queue, pull) >= BATCH:
             pass
 
     def _take_batch(self, queue: Queue, pull: zmq.Socket) -> int:
-        """Record up to BATCH waiting messages in one transaction; return how many were taken."""
-        batch, taken = [], 0
-        while taken < BATCH:
+        """Record the waiting messages, BATCH frames or a few more, in one transaction; return how many frames were taken."""
+        frames: list[bytes] = []
+        while len(frames) < BATCH:
             try:
-                data = pull.recv(zmq.NOBLOCK)
+                frames += pull.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 break
-            taken += 1
-            message = self._readable(data)
-            if message is not None:
-                batch.append(message)
+        batch = [message for message in map(self._readable, frames) if message is not None]
         if batch:
             self._record(queue, batch)
-        return taken
+        return len(frames)
 
     def _readable(self, data: bytes) -> InstanceAccepted | None:
         try:
@@ -206,15 +212,23 @@ class Worker:
     def _record(self, queue: Queue, messages: list[InstanceAccepted]) -> None:
         ruleset = self.ruleset  # one rule set for the whole batch, even if a reload comes meanwhile
         recordings = [self._decide(ruleset, message) for message in messages]
+        room = {lane: runner.room() for lane, runner in self.runners.items()}
         try:
-            recorded = set(queue.record(recordings, self.index, time.time()))
+            recorded, claimed = queue.record_claiming(recordings, self.index, time.time(), room)
         except Exception:  # noqa: BLE001 - the files stay in the spool: the next scan records them
             LOGGER.exception(f"could not record {len(messages)} instance(s); the spool scan will")
             return
+        new = set(recorded)
         for recording in recordings:
-            if recording.message in recorded and not recording.decision.forwards:
+            if recording.message in new and not recording.decision.forwards:
                 _log_not_forwarded(recording.message, recording.decision)
-        self._wake({lane for recording in recordings for lane in _lanes(recording.decision)})
+        handed: dict[Lane, list[Job]] = {}
+        for job in claimed:
+            handed.setdefault(job.lane, []).append(job)
+        for lane, jobs in handed.items():
+            self.runners[lane].offer(jobs)
+        lanes = {lane for recording in recordings for lane in _lanes(recording.decision)}
+        self._wake({lane for lane in lanes if len(handed.get(lane, ())) >= room.get(lane, 0)})  # some wait in the queue
 
     def _decide(self, ruleset: RuleSet, message: InstanceAccepted) -> Recording:
         """What the rules decide for an announced instance, with its study when a prefetch needs it."""

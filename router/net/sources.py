@@ -3,12 +3,15 @@
 `source_for(dataset_or_path)` returns a `DatasetSource`: the SOP class and
 instance, the transfer syntax the bytes are in, their length, and `blocks()`
 yielding them. A file is read block by block into one reused buffer and never
-held whole; a pydicom Dataset is encoded in the transfer syntax its file meta
+held whole, unless it is smaller than `read_whole_below`: then it is read at
+once, with one open (a sender of many small files saves a second open and a
+walk of the file meta through small reads); a pydicom Dataset is encoded in the transfer syntax its file meta
 names (Implicit VR Little Endian when it names none).
 """
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 from dataclasses import dataclass
@@ -32,7 +35,7 @@ _LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b
 
 @dataclass
 class DatasetSource:
-    """An encoded data set to send: from `data`, or from `path` at `offset`."""
+    """An encoded data set to send: from `data` when it is set, else from `path` at `offset`."""
 
     sop_class_uid: str
     sop_instance_uid: str
@@ -60,23 +63,35 @@ class DatasetSource:
                 yield buffer[:count]
 
 
-def source_for(dataset_or_path: Dataset | DatasetSource | str | os.PathLike) -> DatasetSource:
-    """The source for a pydicom Dataset or a DICOM file's path (a source is its own)."""
+def source_for(dataset_or_path: Dataset | DatasetSource | str | os.PathLike, read_whole_below: int = 0) -> DatasetSource:
+    """The source for a pydicom Dataset or a DICOM file's path (a source is its own).
+
+    A file smaller than `read_whole_below` bytes is read whole: its source
+    holds the data set in `data` (and still names its `path`).
+    """
     if isinstance(dataset_or_path, DatasetSource):
         return dataset_or_path
     if isinstance(dataset_or_path, Dataset):
         return _from_dataset(dataset_or_path)
     path = os.fspath(dataset_or_path)
     with open(path, "rb") as file:
-        meta = _read_meta(file)
+        whole = file.read(read_whole_below) if read_whole_below else b""
+        if len(whole) < read_whole_below:  # the end of the file came first
+            meta = _read_meta(io.BytesIO(whole))
+        else:
+            whole = b""
+            file.seek(0)
+            meta = _read_meta(file)
     if meta is None or not all(meta.get(element) for element in _META_UIDS):
         return _from_dataset(dcmread(path, force=True))  # no usable file meta: decode, encode again
     offset = meta[_DATA_OFFSET]
+    data = whole[offset:] if whole else None
     return DatasetSource(
         sop_class_uid=meta[_SOP_CLASS],
         sop_instance_uid=meta[_SOP_INSTANCE],
         transfer_syntax=meta[_TRANSFER_SYNTAX],
-        length=os.path.getsize(path) - offset,
+        length=os.path.getsize(path) - offset if data is None else len(data),
+        data=data,
         path=path,
         offset=offset,
     )

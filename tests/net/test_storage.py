@@ -33,7 +33,8 @@ from pydicom.uid import (
 
 from router.net import AE, evt
 from router.net.contexts import accept_all_storage
-from router.net.dimse_messages import Priority
+from router.net.dimse_messages import CStoreRSP, Priority
+from router.net.services.storage import c_store_response
 from router.net.sources import DatasetSource, source_for
 from router.net.status import SUCCESS
 from tests.conftest import LOOPBACK, wait_until
@@ -367,6 +368,37 @@ def test_the_handler_answer_is_the_status_the_scu_sees(pair, instances, answer, 
 
     assert status.Status == expected
     assoc.release()
+
+
+def test_c_store_response_is_the_response_message_with_its_status_and_comment(pair, instances):
+    pair.serve(StoreHandler(answer=status_dataset(OUT_OF_RESOURCES, "disk full")))
+    assoc = pair.associate()
+    instance = instances["explicit"][store_data.SMALL]
+
+    response = c_store_response(assoc, instance.path)
+
+    assert isinstance(response, CStoreRSP)
+    assert (response.status, response.error_comment) == (OUT_OF_RESOURCES, "disk full")
+    assert response.affected_sop_instance_uid == instance.sop_instance_uid
+    assoc.release()
+
+
+@pytest.mark.parametrize("kind, in_memory", [(store_data.SMALL, True), (store_data.TYPICAL, False)])
+def test_a_file_below_read_whole_below_is_read_at_once_and_sent_alike(pair, instances, kind, in_memory):
+    handler = StoreHandler(stored_view)
+    pair.serve(handler)
+    assoc = pair.associate()
+    instance = instances["explicit"][kind]
+
+    source = source_for(instance.path, read_whole_below=64 << 10)
+    assert (source.data is not None) is in_memory and source.path == str(instance.path)
+    assert bytes(b"".join(source.blocks())) == store_data.data_part(instance.path)
+    assert source.length == len(store_data.data_part(instance.path))
+    assert assoc.send_c_store(source).Status == SUCCESS
+
+    assoc.release()
+    handler.check()
+    assert handler.seen[0]["without_meta"] == store_data.data_part(instance.path)
 
 
 def test_a_raising_handler_answers_0xC210_and_the_association_goes_on(pair, instances):

@@ -1,6 +1,8 @@
-"""Bus messages: byte-exact msgpack encoding, refusing what cannot be read, and a real PUSH/PULL hop."""
+"""Bus messages: byte-exact msgpack encoding, refusing what cannot be read, and real PUSH/PULL hops (one message, a batch)."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import msgpack
 import pytest
@@ -59,6 +61,25 @@ def test_a_message_crosses_an_ipc_endpoint(tmp_path):
         push.send(encode(MESSAGE))
         assert pull.poll(5000)
         assert decode(pull.recv()) == MESSAGE
+    finally:
+        push.close(0)
+        pull.close(0)
+        context.term()
+
+
+def test_a_batch_is_one_multipart_message_whose_frames_read_one_by_one(tmp_path):
+    context = zmq.Context()
+    endpoint = worker_endpoints(tmp_path, None, 1)[0]
+    pull = receiver(context, endpoint)
+    push = sender(context, [endpoint])
+    batch = [MESSAGE, dataclasses.replace(MESSAGE, name="1.2.4.def.dcm", sop_instance_uid="1.2.4")]
+    try:
+        push.send_multipart([encode(message) for message in batch])
+        assert pull.poll(5000)
+        assert [decode(frame) for frame in pull.recv_multipart()] == batch  # as a worker takes it
+        push.send_multipart([encode(message) for message in batch])
+        assert pull.poll(5000)
+        assert [decode(pull.recv()), decode(pull.recv())] == batch  # as a reader of single frames takes it
     finally:
         push.close(0)
         pull.close(0)

@@ -1,9 +1,11 @@
 """The delivery queue: recording (copies with morphs, prefetches, once_per), claiming, outcomes, reclaim, counts,
-retry and purge, when spool files go, and the upgrade of an older file."""
+retry and purge, when spool files go, batches (recording claimed, claiming several, settling several endings),
+the shared write lock, and the upgrade of an older file."""
 
 from __future__ import annotations
 
 import sqlite3
+import threading
 
 import pytest
 
@@ -11,7 +13,7 @@ from router.bus import InstanceAccepted
 from router.spool import Spool
 from rules.decision import Decision, Forward, Morph, MorphKind, Prefetch
 from workers.jobs import JobKind, Lane, PrefetchOrder, PrefetchProgress
-from workers.queue import DestinationCounts, JobState, Queue, Recording
+from workers.queue import DestinationCounts, Ending, JobState, Queue, Recording
 
 NOW = 1_000_000.0
 OWNER = 0
@@ -124,6 +126,67 @@ def test_a_failed_attempt_is_retried_later(spool, queue):
     assert queue.claim(OWNER, PACS, NOW + 29) is None
     job = queue.claim(OWNER, PACS, NOW + 30)
     assert (job.attempts, job.last_error, job.next_attempt) == (1, "connection refused", NOW + 30)
+
+
+# ---- batches ---------------------------------------------------------------------------------------
+def test_record_claiming_hands_over_up_to_the_room_of_each_lane_in_flight(spool, queue):
+    messages = [accepted(spool, f"1.{index}") for index in range(3)]
+    recorded, claimed = queue.record_claiming(
+        [Recording(message, to("pacs", "archive")) for message in messages], OWNER, NOW, {PACS: 2}
+    )
+    assert recorded == messages
+    assert [(job.lane, job.instance, job.state, job.attempts) for job in claimed] == [
+        (PACS, messages[0].name, JobState.IN_FLIGHT, 0), (PACS, messages[1].name, JobState.IN_FLIGHT, 0),
+    ]
+    assert claimed[0].sop_instance_uid == "1.0" and claimed[0].calling_ae == "CT1" and claimed[0].accepted_at == NOW
+    assert {job.id: job for job in queue.list_jobs()}[claimed[0].id] == claimed[0]  # what the row says
+    states = sorted((job.lane, job.state) for job in queue.list_jobs() if job.id not in {c.id for c in claimed})
+    assert states == [(ARCHIVE, JobState.QUEUED)] * 3 + [(PACS, JobState.QUEUED)]
+    assert queue.record_claiming([Recording(messages[0], to("pacs"))], OWNER, NOW, {PACS: 5}) == ([], [])
+
+
+def test_claim_many_takes_up_to_the_limit_earliest_first(spool, queue):
+    for index in range(5):
+        queue.record([Recording(accepted(spool, f"1.{index}"), to("pacs"))], OWNER, NOW + 4 - index)
+    claimed = queue.claim_many(OWNER, PACS, NOW + 10, 3)
+    assert [job.sop_instance_uid for job in claimed] == ["1.4", "1.3", "1.2"]
+    assert all(job.state is JobState.IN_FLIGHT for job in claimed)
+    assert [job.sop_instance_uid for job in queue.claim_many(OWNER, PACS, NOW + 10, 3)] == ["1.1", "1.0"]
+    assert queue.claim_many(OWNER, PACS, NOW + 10, 3) == []
+
+
+def test_settle_records_endings_and_puts_back_released_jobs_in_one_go(spool, queue):
+    messages = [accepted(spool, f"1.{index}") for index in range(4)]
+    queue.record([Recording(message, to("pacs")) for message in messages], OWNER, NOW)
+    done, retried, dead, unstarted = queue.claim_many(OWNER, PACS, NOW, 4)
+    finished = queue.settle(
+        [Ending(done), Ending(retried, False, "busy", NOW + 30), Ending(dead, False, "refused")], released=[unstarted]
+    )
+    assert finished == [messages[0].name] and not spool.path_of(messages[0].name).exists()
+    jobs = {job.id: job for job in queue.list_jobs()}
+    assert (jobs[retried.id].state, jobs[retried.id].attempts, jobs[retried.id].next_attempt) == (JobState.QUEUED, 1, NOW + 30)
+    assert (jobs[dead.id].state, jobs[dead.id].last_error) == (JobState.DEAD, "refused")
+    assert (jobs[unstarted.id].state, jobs[unstarted.id].attempts) == (JobState.QUEUED, 0)  # never started: no attempt
+    assert done.id not in jobs
+    assert queue.counts(NOW)[0].delivered == 1
+
+
+def test_connections_sharing_a_write_lock_take_turns_through_it(spool, queue):
+    lock = threading.Lock()
+    message = accepted(spool, "1.1")
+
+    def record_on_a_connection_of_its_own() -> None:
+        other = Queue(spool, write_lock=lock)
+        other.record([Recording(message, to("pacs"))], OWNER, NOW)
+        other.close()
+
+    with lock:  # as if another connection of the process were writing
+        writer = threading.Thread(target=record_on_a_connection_of_its_own)
+        writer.start()
+        writer.join(0.3)
+        assert writer.is_alive() and queue.known_names() == set()
+    writer.join(5)
+    assert not writer.is_alive() and queue.known_names() == {message.name}
 
 
 def test_reclaim_queues_what_a_dead_process_left_in_flight(spool, queue):
