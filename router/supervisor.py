@@ -2,14 +2,15 @@
 
 It owns the process tree, nothing else: listeners (`python -m router.listener`)
 and workers (`python -m workers`) are started by entry point as separate
-processes. It waits on signals only (SIGCHLD, SIGHUP, SIGTERM, SIGINT, through
-a wake-up pipe), never polls:
+processes. It waits on signals (SIGCHLD, SIGHUP, SIGTERM, SIGINT, through a
+wake-up pipe) and on a slow timer for the config file:
 - a child that dies is restarted after a back-off that doubles up to
   `MAX_RESTART_DELAY`, and starts again from `FIRST_RESTART_DELAY` once the
   child has stayed up for `STABLE_AFTER` seconds;
-- SIGHUP re-reads the config: a file with problems is refused (they are
-  logged) and everything goes on as before; a good one is passed on to every
-  child with SIGHUP;
+- SIGHUP re-reads the config, and so does saving the file (its modification
+  time is looked at every `CONFIG_CHECK_INTERVAL` seconds): a file with
+  problems is refused (they are logged) and everything goes on as before; a
+  good one is passed on to every child with SIGHUP;
 - SIGTERM or SIGINT stop the listeners first (they stop accepting and let open
   associations finish), then the workers (they finish in-flight deliveries);
   whoever outlives `STOP_TIMEOUT` is killed, and the supervisor exits 0.
@@ -45,6 +46,7 @@ MAX_RESTART_DELAY = 30.0
 STABLE_AFTER = 60.0
 STOP_TIMEOUT = 40.0  # listeners: 30 s to drain associations, plus margin
 PR_SET_PDEATHSIG = 1
+CONFIG_CHECK_INTERVAL = 2.0  # seconds between looks at the config file's modification time
 STATUS_FILE = "status.json"
 LOCK_FILE = "router.lock"
 
@@ -102,6 +104,7 @@ class Supervisor:
         ]
         self._stopping = False
         self._lock_handle = None
+        self._config_stamp = _stamp(path)
 
     # ---- running ----------------------------------------------------------
     def run(self) -> ExitCode:
@@ -128,6 +131,7 @@ class Supervisor:
                     selector.select(self._next_timeout())
                     self._handle_signals(wake_read)
                     self._restart_due()
+                    self._reload_if_changed()
         finally:
             signal.set_wakeup_fd(-1)
             wake_read.close()
@@ -148,9 +152,17 @@ class Supervisor:
                 self._reload()
         self._reap()
 
-    def _next_timeout(self) -> float | None:
-        due = [child.restart_at for child in self.children if child.restart_at is not None]
-        return max(0.0, min(due) - time.monotonic()) if due else None
+    def _next_timeout(self) -> float:
+        due = [child.restart_at - time.monotonic() for child in self.children if child.restart_at is not None]
+        return max(0.0, min([*due, CONFIG_CHECK_INTERVAL]))
+
+    def _reload_if_changed(self) -> None:
+        """A config file saved since it was read is reloaded as on SIGHUP."""
+        stamp = _stamp(self.path)
+        if stamp != self._config_stamp:
+            self._config_stamp = stamp
+            LOGGER.info(f"{self.path} changed")
+            self._reload()
 
     # ---- children ---------------------------------------------------------
     def _command(self, child: Child) -> list[str]:
@@ -264,6 +276,15 @@ def supervisor_running(spool: Spool) -> bool:
     except OSError:
         return False
     return False
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    """When and how big the file was last written; None if it cannot be read."""
+    try:
+        status = path.stat()
+    except OSError:
+        return None
+    return status.st_mtime_ns, status.st_size
 
 
 def _exit_text(code: int) -> str:

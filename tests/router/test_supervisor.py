@@ -149,6 +149,22 @@ def test_sighup_with_a_broken_config_keeps_running_and_a_good_one_reaches_every_
     assert {name: entry["pid"] for name, entry in router.processes().items()} == pids  # nobody restarted
 
 
+def test_saving_the_config_file_reloads_it_without_a_signal(sent, root, routers, tmp_path):
+    setup = router_setup(root, pick_free_port(), listeners=1, workers=1)
+    setup.folder("first")
+    setup.forward_all("first")
+    config = setup.write()
+    router = routers.start(setup)
+    changed = yaml.safe_load(config.read_text())
+    changed["destinations"]["second"] = {"folder": "./second"}
+    changed["rules"][0]["forward"] = ["second"]
+    config.write_text(yaml.safe_dump(changed))
+    for line in (f"supervisor: {config} changed", "worker-0: config reloaded"):
+        assert wait_until(lambda: line in router.output(), 10), router.output()
+    assert send(router.port, sent[:1], tmp_path).acknowledged == [sent[0].sop_instance_uid]
+    assert wait_until(lambda: received(root / "second") == Counter(uids_of(sent[:1])), ARRIVAL_TIMEOUT), router.output()
+
+
 # ---- SIGTERM --------------------------------------------------------------------------------------------
 @pytest.mark.dcmtk
 def test_sigterm_mid_stream_exits_0_in_bounded_time_and_every_acknowledged_instance_is_delivered_once(
