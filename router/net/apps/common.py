@@ -143,6 +143,15 @@ def add_query_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-f", "--file", metavar="path to [f]ile", help="a DICOM file as the query, -k keys added to it")
 
 
+def query_identifier(args: argparse.Namespace) -> Dataset | None:
+    """The identifier of the -f file and the -k keys; None (the reason logged) if one is bad."""
+    try:
+        return build_identifier(args.file, args.keyword)
+    except QueryKeyError as exc:
+        LOGGER.error(str(exc))
+        return None
+
+
 def build_identifier(file: str | None, keys: list[str]) -> Dataset:
     """The identifier the -f file and the -k keys make; QueryKeyError if one of them is bad."""
     if not file and not keys:

@@ -17,8 +17,8 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from router.net import sop_class
 from router.net.ae import AE
-from router.net.apps.common import PATIENT_ROOT, PATIENT_STUDY_ONLY, STUDY_ROOT, WORKLIST, QueryKeyError
-from router.net.apps.common import add_model_options, add_query_options, build_identifier, client_parser
+from router.net.apps.common import PATIENT_ROOT, PATIENT_STUDY_ONLY, STUDY_ROOT, WORKLIST
+from router.net.apps.common import add_model_options, add_query_options, client_parser, query_identifier
 from router.net.apps.common import configure_timeouts, setup_logging
 from router.net.received import build_file_meta
 from router.net.status import SUCCESS, Service, StatusClass, classify, describe, service_of
@@ -71,10 +71,8 @@ def print_matches(responses, service: Service, write: Callable[[Dataset, int], N
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging(args)
-    try:
-        identifier = build_identifier(args.file, args.keyword)
-    except QueryKeyError as exc:
-        LOGGER.error(str(exc))
+    identifier = query_identifier(args)
+    if identifier is None:
         return EXIT_BAD_QUERY
     ae = AE(args.calling_aet)
     configure_timeouts(ae, args)

@@ -16,8 +16,8 @@ import sys
 
 from router.net import evt, sop_class
 from router.net.ae import AE
-from router.net.apps.common import PATIENT_ROOT, PATIENT_STUDY_ONLY, STUDY_ROOT, QueryKeyError
-from router.net.apps.common import add_model_options, add_query_options, build_identifier, client_parser
+from router.net.apps.common import PATIENT_ROOT, PATIENT_STUDY_ONLY, STUDY_ROOT
+from router.net.apps.common import add_model_options, add_query_options, client_parser, query_identifier
 from router.net.apps.common import configure_timeouts, retrieve_outcome, setup_logging
 from router.net.apps.storescp import store_handler
 from router.net.contexts import accept_all_storage
@@ -86,10 +86,8 @@ def move(args: argparse.Namespace, identifier) -> bool:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging(args)
-    try:
-        identifier = build_identifier(args.file, args.keyword)
-    except QueryKeyError as exc:
-        LOGGER.error(str(exc))
+    identifier = query_identifier(args)
+    if identifier is None:
         return EXIT_BAD_QUERY
     server = None
     if args.store:
