@@ -36,7 +36,6 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from pydicom.uid import UID
 
 from router.config import DicomDestination
 from router.net import AE
@@ -44,15 +43,13 @@ from router.net.acse import MAX_CONTEXTS
 from router.net.association import Association
 from router.net.datasets import encode_dataset
 from router.net.log import reject_text
-from router.net.presentation import EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN, PresentationContext
-from router.net.presentation import build_context, uid_name
+from router.net.presentation import PresentationContext, pass_through_contexts, sendable_syntaxes, uid_name
 from router.net.services.storage import c_store_response
 from router.net.sources import DatasetSource, source_for
 from router.net.status import OUT_OF_RESOURCES, PROCESSING_FAILURE, RESOURCE_LIMITATION, Service, StatusClass
 from router.net.status import classify, describe
 from workers.attempt import DELIVERED, Need, Outcome, Parcel, morphed_copy, permanent, transient
 
-UNCOMPRESSED = (EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN)
 IDLE_RELEASE = 10.0  # seconds an unused association stays open
 READ_WHOLE_BELOW = 256 << 10  # a smaller spool file is read at once (one open), a larger one streamed
 ACSE_TIMEOUT = 30.0
@@ -63,22 +60,9 @@ STATUS_RANGE_MASK = 0xFF00  # a Storage range such as 0xA7xx is named by its fir
 TRANSIENT_STATUSES = frozenset({RESOURCE_LIMITATION, PROCESSING_FAILURE})
 
 
-def convertible(transfer_syntax: str) -> bool:
-    """Whether a data set in `transfer_syntax` can be re-encoded in an uncompressed one."""
-    syntax = UID(transfer_syntax)
-    return syntax.is_transfer_syntax and not syntax.is_encapsulated
-
-
 def proposals(need: Need) -> list[PresentationContext]:
-    """The contexts to propose for `need`: its own syntax alone, then the fall-backs it can use.
-
-    The own syntax gets a context of its own: offered in one list with the
-    fall-backs, the acceptor would pick by its own preference, and an instance
-    it could take as it is would be re-encoded.
-    """
-    own = build_context(need.sop_class_uid, [need.transfer_syntax])
-    fallbacks = [syntax for syntax in UNCOMPRESSED if syntax != need.transfer_syntax]
-    return [own, build_context(need.sop_class_uid, fallbacks)] if convertible(need.transfer_syntax) else [own]
+    """The contexts to propose for `need`: its own syntax alone, then the fall-backs it can use."""
+    return pass_through_contexts(need.sop_class_uid, sendable_syntaxes(need.transfer_syntax))
 
 
 def status_outcome(status: int, comment: str = "") -> Outcome:
@@ -235,8 +219,8 @@ class DicomSender:
                 return permanent(f"cannot read the spool file {path.name}: {exc}")
         if need.transfer_syntax in accepted:
             return encoded(parcel, need.transfer_syntax)
-        target = next((syntax for syntax in UNCOMPRESSED if syntax in accepted), None)
-        if target is None or not convertible(need.transfer_syntax):
+        target = next((syntax for syntax in sendable_syntaxes(need.transfer_syntax)[1:] if syntax in accepted), None)
+        if target is None:
             return permanent(refusal(need, assoc))
         return encoded(parcel, target)
 

@@ -31,7 +31,7 @@ from router.config import DicomDestination
 from router.net import AE, sop_class
 from router.net.association import Association
 from router.net.apps.common import QueryKeyError, set_query_key
-from router.net.presentation import EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN, build_context, uid_name
+from router.net.presentation import UNCOMPRESSED_LITTLE_ENDIAN, build_context, uid_name
 from router.net.status import CANCEL, MOVE_DESTINATION_UNKNOWN, OUT_OF_RESOURCES, OUT_OF_RESOURCES_NUMBER_OF_MATCHES
 from router.net.status import OUT_OF_RESOURCES_SUB_OPERATIONS, SUB_OPERATIONS_WITH_FAILURES, UNABLE_TO_PROCESS
 from router.net.status import SUCCESS, Service, StatusClass, classify, describe
@@ -41,7 +41,7 @@ from workers.queue import Job
 
 FIND_MODEL = sop_class.StudyRootQueryRetrieveInformationModelFind
 MOVE_MODEL = sop_class.StudyRootQueryRetrieveInformationModelMove
-SYNTAXES = (EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN)
+SYNTAXES = UNCOMPRESSED_LITTLE_ENDIAN
 STUDY_LEVEL = "STUDY"
 RETURN_KEYS = ("StudyInstanceUID", "StudyDate", "StudyTime")
 WORTH_A_RETRY = frozenset({

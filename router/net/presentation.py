@@ -2,8 +2,10 @@
 
 This module owns the user-facing description of a presentation context (an
 abstract syntax, its transfer syntaxes, the SCP/SCU roles and, once negotiated,
-the result), the default transfer syntaxes, UID naming, and the
-prebuilt `VerificationPresentationContexts`.
+the result), the default transfer syntaxes, UID naming, the prebuilt
+`VerificationPresentationContexts`, and the contexts that carry an instance
+through unchanged where the peer allows it (`sendable_syntaxes`,
+`pass_through_contexts`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ IMPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2"
 EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"
 DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1.99"
 EXPLICIT_VR_BIG_ENDIAN = "1.2.840.10008.1.2.2"
+UNCOMPRESSED_LITTLE_ENDIAN = (EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN)  # what a decoded data set goes in
 
 DEFAULT_TRANSFER_SYNTAXES: tuple[str, ...] = (
     IMPLICIT_VR_LITTLE_ENDIAN,
@@ -123,3 +126,21 @@ def build_role(sop_class_uid: str | bytes, scu_role: bool = False, scp_role: boo
 
 
 VerificationPresentationContexts: list[PresentationContext] = [build_context(VERIFICATION_SOP_CLASS)]
+
+
+def sendable_syntaxes(own: str) -> tuple[str, ...]:
+    """The syntaxes a data set encoded in `own` may be sent in: `own` first, then, if it is a known
+    syntax that is not encapsulated (pydicom decodes it and encodes it again without loss), the
+    uncompressed little endian ones. Compressed data is only ever sent as it is."""
+    syntax = UID(own)
+    if not syntax.is_transfer_syntax or syntax.is_encapsulated:
+        return (own,)
+    return (own, *(other for other in UNCOMPRESSED_LITTLE_ENDIAN if other != own))
+
+
+def pass_through_contexts(sop_class_uid: str, syntaxes: tuple[str, ...]) -> list[PresentationContext]:
+    """Contexts for an instance that may go in `syntaxes` (its own first): the own syntax in a context
+    of its own, since an acceptor picks within one context by its own preference and would have the
+    data re-encoded, then one context with the others."""
+    own = build_context(sop_class_uid, [syntaxes[0]])
+    return [own, build_context(sop_class_uid, list(syntaxes[1:]))] if syntaxes[1:] else [own]

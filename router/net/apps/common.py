@@ -19,6 +19,8 @@ from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag, Tag
 
+from router.net.ae import AE
+from router.net.association import Association
 from router.net.log import LOGGER, debug_logger
 from router.net.presentation import (
     DEFAULT_TRANSFER_SYNTAXES,
@@ -93,6 +95,14 @@ def configure_timeouts(ae, args: argparse.Namespace) -> None:
 
 
 # ---- Query/Retrieve SCUs --------------------------------------------------------------------
+def associate_for(args: argparse.Namespace, model: str) -> Association:
+    """An association from -aet to the peer (-aec at ADDR PORT) proposing the Q/R `model`."""
+    ae = AE(args.calling_aet)
+    configure_timeouts(ae, args)
+    ae.add_requested_context(model)
+    return ae.associate(args.addr, args.port, ae_title=args.called_aet, max_pdu=args.max_pdu)
+
+
 PATIENT_ROOT, STUDY_ROOT, PATIENT_STUDY_ONLY, WORKLIST = "patient", "study", "psonly", "worklist"
 _KEY_COMPONENT = re.compile(
     r"^(?:\(?(?P<group>[0-9A-Fa-f]{4}),(?P<element>[0-9A-Fa-f]{4})\)?|(?P<keyword>[A-Za-z][A-Za-z0-9]*))"

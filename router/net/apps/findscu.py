@@ -18,8 +18,8 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from router.net import sop_class
 from router.net.ae import AE
 from router.net.apps.common import PATIENT_ROOT, PATIENT_STUDY_ONLY, STUDY_ROOT, WORKLIST
-from router.net.apps.common import add_model_options, add_query_options, client_parser, query_identifier
-from router.net.apps.common import configure_timeouts, setup_logging
+from router.net.apps.common import add_model_options, add_query_options, associate_for, client_parser, query_identifier
+from router.net.apps.common import setup_logging
 from router.net.received import build_file_meta
 from router.net.status import SUCCESS, Service, StatusClass, classify, describe, service_of
 
@@ -74,15 +74,12 @@ def main(argv: list[str] | None = None) -> int:
     identifier = query_identifier(args)
     if identifier is None:
         return EXIT_BAD_QUERY
-    ae = AE(args.calling_aet)
-    configure_timeouts(ae, args)
     model = FIND_MODELS[args.model]
-    ae.add_requested_context(model)
-    assoc = ae.associate(args.addr, args.port, ae_title=args.called_aet, max_pdu=args.max_pdu)
+    assoc = associate_for(args, model)
     if not assoc.is_established:
         return EXIT_FAILED
     service = service_of(model)
-    write = (lambda match, number: write_response(match, number, ae, model)) if args.write else None
+    write = (lambda match, number: write_response(match, number, assoc.ae, model)) if args.write else None
     try:
         final = print_matches(assoc.send_c_find(identifier, model), service, write)
     except (ValueError, OSError) as exc:  # no accepted context, an identifier that cannot be encoded, -w failing

@@ -17,7 +17,7 @@ import sys
 from router.net import evt, sop_class
 from router.net.ae import AE
 from router.net.apps.common import PATIENT_ROOT, PATIENT_STUDY_ONLY, STUDY_ROOT
-from router.net.apps.common import add_model_options, add_query_options, client_parser, query_identifier
+from router.net.apps.common import add_model_options, add_query_options, associate_for, client_parser, query_identifier
 from router.net.apps.common import configure_timeouts, retrieve_outcome, setup_logging
 from router.net.apps.storescp import store_handler
 from router.net.contexts import accept_all_storage
@@ -67,11 +67,8 @@ def start_storage_scp(args: argparse.Namespace) -> AssociationServer:
 
 def move(args: argparse.Namespace, identifier) -> bool:
     """Request the association and the C-MOVE; True if the move ended in Success."""
-    ae = AE(args.calling_aet)
-    configure_timeouts(ae, args)
     model = MOVE_MODELS[args.model]
-    ae.add_requested_context(model)
-    assoc = ae.associate(args.addr, args.port, ae_title=args.called_aet, max_pdu=args.max_pdu)
+    assoc = associate_for(args, model)
     if not assoc.is_established:
         return False
     try:

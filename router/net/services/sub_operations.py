@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
-from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.uid import ImplicitVRLittleEndian
 
 from router.net import evt
 from router.net.acse import MAX_CONTEXTS
 from router.net.datasets import encode_dataset
-from router.net.presentation import PresentationContext, build_context, uid_name
+from router.net.presentation import PresentationContext, pass_through_contexts, sendable_syntaxes, uid_name
 from router.net.sources import DatasetSource, source_for
 from router.net.status import StatusClass, classify, status_of
 
@@ -34,8 +34,6 @@ if TYPE_CHECKING:
 LOGGER = logging.getLogger("router.net")
 MAX_WANTS = MAX_CONTEXTS // 2  # each may take two contexts: its own syntax, and the others
 READ_AHEAD = 512  # instances a C-MOVE reads ahead to choose the destination's contexts
-UNCOMPRESSED = (str(ExplicitVRLittleEndian), str(ImplicitVRLittleEndian))  # what pydicom encodes anything decoded in
-RE_ENCODABLE = (*UNCOMPRESSED, str(DeflatedExplicitVRLittleEndian))  # decoded and encoded again without loss
 
 Want = tuple[str, tuple[str, ...]]  # (SOP class, transfer syntaxes): a context to propose
 
@@ -64,18 +62,13 @@ def instance_of(payload: Any) -> Instance:
     try:
         if isinstance(payload, Dataset):
             own = str(getattr(getattr(payload, "file_meta", None), "TransferSyntaxUID", None) or ImplicitVRLittleEndian)
-            return Instance(payload, str(payload.SOPClassUID), str(payload.SOPInstanceUID), _syntaxes_for(own))
+            return Instance(payload, str(payload.SOPClassUID), str(payload.SOPInstanceUID), sendable_syntaxes(own))
         source = source_for(payload)
-        return Instance(source, source.sop_class_uid, source.sop_instance_uid, _syntaxes_for(source.transfer_syntax))
+        return Instance(source, source.sop_class_uid, source.sop_instance_uid, sendable_syntaxes(source.transfer_syntax))
     except Exception as exc:  # a missing file, a data set without its SOP class UID, None
         uid = str(getattr(payload, "SOPInstanceUID", ""))
         what = uid or ("a Dataset" if isinstance(payload, Dataset) else repr(payload))
         return Instance(None, sop_instance_uid=uid, error=f"cannot send {what}: {exc}")
-
-
-def _syntaxes_for(own: str) -> tuple[str, ...]:
-    """What an instance may be sent in: its own syntax first; a little endian one in the uncompressed ones too."""
-    return (own, *(other for other in UNCOMPRESSED if other != own)) if own in RE_ENCODABLE else (own,)
 
 
 def _in_syntax(instance: Instance, syntax: str) -> DatasetSource:
@@ -242,10 +235,7 @@ class Destination:
         return any(_accepts(assoc, instance.sop_class_uid, syntax) for syntax in instance.syntaxes)
 
     def _contexts(self, wants: list[Want]) -> list[PresentationContext]:
-        """A context for each instance's own syntax (an acceptor picks by its own order within one),
-        and one more for the syntaxes it may also go in."""
-        contexts = [build_context(sop_class_uid, [syntaxes[0]]) for sop_class_uid, syntaxes in wants]
-        contexts += [build_context(sop_class_uid, list(syntaxes[1:])) for sop_class_uid, syntaxes in wants if syntaxes[1:]]
+        contexts = [context for sop_class_uid, syntaxes in wants for context in pass_through_contexts(sop_class_uid, syntaxes)]
         ours = {(context.abstract_syntax, tuple(context.transfer_syntax)) for context in contexts}
         extra = [c for c in self.ae.requested_contexts if (c.abstract_syntax, tuple(c.transfer_syntax)) not in ours]
         return contexts + extra[: MAX_CONTEXTS - len(contexts)]
