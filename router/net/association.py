@@ -97,13 +97,21 @@ class Association:
         connection.on_transition = self._on_transition
         connection.on_pdu_sent = self._on_pdu_sent
         connection.on_pdu_received = self._on_pdu_received
-        link.on_data_sent = lambda data: self.notify(evt.EVT_DATA_SENT, data=data)
-        link.on_data_received = lambda data: self.notify(evt.EVT_DATA_RECV, data=data)
+        link.on_data_sent = self._on_data_sent
+        link.on_data_received = self._on_data_received
 
     def _on_transition(self, old: State, event: Any, action: Any, new: State) -> None:
         if not self.handlers.is_bound(evt.EVT_FSM_TRANSITION):
             return
         self.notify(evt.EVT_FSM_TRANSITION, current_state=str(old), fsm_event=str(event), action=str(action), next_state=str(new))
+
+    def _on_data_received(self, data: memoryview) -> None:
+        if self.handlers.is_bound(evt.EVT_DATA_RECV):
+            self.notify(evt.EVT_DATA_RECV, data=data.tobytes())
+
+    def _on_data_sent(self, chunks: list[bytes | memoryview]) -> None:
+        if self.handlers.is_bound(evt.EVT_DATA_SENT):  # joined only for a watcher: it copies every byte
+            self.notify(evt.EVT_DATA_SENT, data=b"".join(chunks))
 
     def _on_pdu_sent(self, pdu: Any) -> None:
         self.notify(evt.EVT_PDU_SENT, pdu=pdu)
@@ -248,12 +256,12 @@ class Association:
                 yield block
                 link.flush()  # the block's PDUs are queued: one write for all of them
 
-        for encoded in data_set_pdus(context_id, written_blocks(), source.length, peer_max):
+        for chunks in data_set_pdus(context_id, written_blocks(), source.length, peer_max):
             if link.closed:
                 break
-            connection.send_raw_data(encoded, link.now())
+            connection.send_raw_data(chunks, link.now())
             if observed:  # the PDU as an object only for those who watch: decoding costs
-                self.notify(evt.EVT_PDU_SENT, pdu=pdu_decode(encoded, 0).pdu)
+                self.notify(evt.EVT_PDU_SENT, pdu=pdu_decode(b"".join(chunks), 0).pdu)
         link.flush()
         if link.closed:
             self.process_indications()  # learn how it ended (the peer's abort, a lost connection)

@@ -32,6 +32,10 @@ from router.net.pdu import Pdu, ReleaseRP, ReleaseRQ, decode, encode, read_heade
 
 DEFAULT_ARTIM_TIMEOUT = 30.0
 DEFAULT_MAX_PDATA_LENGTH = 16382
+# The rest of a PDU at least this long is read straight into a buffer of its own (no joining of
+# the reads it spans); up to this size, so that a header alone never makes us allocate gigabytes.
+OWN_BUFFER_FROM = 32 << 10
+OWN_BUFFER_UP_TO = 16 << 20
 PROTOCOL_VERSION_BIT = 0x0001
 
 
@@ -154,7 +158,9 @@ class Connection:
         self._chunks: list[bytes] = []  # received bytes not yet decoded
         self._buffered = 0  # their total length
         self._needed = HEADER_LENGTH  # bytes needed before decoding can make progress
-        self._outgoing: list[bytes] = []
+        self._pdu_buffer: bytearray | None = None  # a large PDU being read into a buffer of its own
+        self._pdu_filled = 0  # how much of it has arrived
+        self._outgoing: list[bytes | memoryview] = []
         self._indications: deque[Indication] = deque()
         self._pdu: Pdu | None = None  # the PDU behind the event being handled
         self._error: PduError | None = None
@@ -173,7 +179,7 @@ class Connection:
         else:
             self._handle(Event.TRANSPORT_INDICATION, now)
 
-    def receive_data(self, data: bytes, now: float) -> None:
+    def receive_data(self, data: bytes | bytearray, now: float) -> None:
         """Feed bytes read from the transport; `b""` means the peer closed it."""
         if not data:
             self._handle(Event.TRANSPORT_CLOSED, now)
@@ -184,6 +190,38 @@ class Connection:
         self._buffered += len(data)
         if self._buffered >= self._needed:
             self._parse(now)
+
+    def pdu_buffer(self) -> memoryview | None:
+        """Where the next read should go: the unfilled part of a large PDU's own buffer, or None.
+
+        When the PDU being received still lacks many bytes, they are better read
+        straight into one buffer holding the whole PDU than collected read by
+        read and joined: the driver reads into this view and reports the count
+        with `pdu_buffer_filled`. Otherwise (None) it feeds `receive_data`.
+        """
+        if self._pdu_buffer is None:
+            missing = self._needed - self._buffered
+            if missing < OWN_BUFFER_FROM or self._needed > OWN_BUFFER_UP_TO or self._framing_lost:
+                return None
+            self._pdu_buffer = bytearray(self._needed)
+            start = 0
+            for chunk in self._chunks:  # the PDU's start, a read's worth at most
+                self._pdu_buffer[start : start + len(chunk)] = chunk
+                start += len(chunk)
+            self._pdu_filled, self._chunks, self._buffered = start, [], 0
+        return memoryview(self._pdu_buffer)[self._pdu_filled :]
+
+    def pdu_buffer_filled(self, count: int, now: float) -> None:
+        """`count` bytes were read into `pdu_buffer()`; 0 means the peer closed the transport."""
+        if not count:
+            self._handle(Event.TRANSPORT_CLOSED, now)
+            return
+        assert self._pdu_buffer is not None
+        self._pdu_filled += count
+        if self._pdu_filled < len(self._pdu_buffer):
+            return
+        whole, self._pdu_buffer = self._pdu_buffer, None
+        self.receive_data(whole, now)  # never written again: its fragments stay valid
 
     def tick(self, now: float) -> None:
         """Advance the timers: fires Evt18 when ARTIM has expired."""
@@ -209,8 +247,12 @@ class Connection:
         """P-DATA request (Evt9)."""
         self._primitive(Event.DATA_REQUEST, now, pdu)
 
-    def send_raw_data(self, encoded: bytes, now: float) -> None:
-        """P-DATA request (Evt9) for a P-DATA-TF the caller already encoded."""
+    def send_raw_data(self, encoded: bytes | tuple[bytes | memoryview, ...], now: float) -> None:
+        """P-DATA request (Evt9) for a P-DATA-TF the caller already encoded.
+
+        It may come as the chunks that make it up, written in order without
+        being joined; a memoryview among them must stay valid until flushed.
+        """
         self._primitive(Event.DATA_REQUEST, now, encoded)
 
     def release_request(self, now: float) -> None:
@@ -228,7 +270,7 @@ class Connection:
         self._primitive(Event.ABORT_REQUEST, now)
 
     # ---- outputs ----------------------------------------------------------
-    def data_to_send(self) -> list[bytes]:
+    def data_to_send(self) -> list[bytes | memoryview]:
         """Take the encoded PDUs waiting to be written, in order."""
         outgoing, self._outgoing = self._outgoing, []
         return outgoing
@@ -256,8 +298,9 @@ class Connection:
     def _parse(self, now: float) -> None:
         """Decode every complete PDU buffered; keep the partial tail for the next read.
 
-        Decoding works on one immutable bytes object, so the fragments of a
-        P-DATA-TF (memoryviews into it) stay valid after the buffer moves on.
+        Decoding works on one object never written again (bytes, or a PDU's
+        own buffer once full), so the fragments of a P-DATA-TF (memoryviews
+        into it) stay valid after the buffer moves on.
         The chunks of a PDU that spans reads are joined once, when it is whole.
         """
         data = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
@@ -304,9 +347,12 @@ class Connection:
         if new is State.STA1 and old is not State.STA1:
             self._indications.append(Closed())
 
-    def _send(self, pdu: Pdu | bytes) -> None:
+    def _send(self, pdu: Pdu | bytes | tuple[bytes | memoryview, ...]) -> None:
         if isinstance(pdu, bytes):
             self._outgoing.append(pdu)
+            return
+        if isinstance(pdu, tuple):
+            self._outgoing.extend(pdu)
             return
         self._outgoing.append(encode(pdu))
         if self.on_pdu_sent is not None:

@@ -94,13 +94,15 @@ def encode_single_pdu(context_id: int, command: bytes, max_pdu_length: int) -> b
 
 def data_set_pdus(
     context_id: int, blocks: Iterable[memoryview], length: int, max_pdu_length: int
-) -> Iterator[bytes]:
+) -> Iterator[tuple[bytes | memoryview, ...]]:
     """Encoded P-DATA-TF PDUs carrying a data set of `length` bytes read as `blocks`.
 
     For data sets too large to hold: each PDU is encoded as the blocks arrive,
-    one PDV per PDU, fragments as large as the peer's maximum allows. An odd
-    total length is padded with one NUL. ValueError if the blocks hold more or
-    fewer than `length` bytes.
+    one PDV per PDU, fragments as large as the peer's maximum allows. A PDU
+    comes as the chunks that follow each other on the wire: its 12 bytes of
+    headers, then its fragment, a view of the block (not a copy), then the NUL
+    that pads an odd total length. ValueError if the blocks hold more or fewer
+    than `length` bytes.
     """
     limit = max_pdu_length or DEFAULT_PDU_LENGTH
     size = limit - PDV_HEADER_LENGTH
@@ -109,7 +111,7 @@ def data_set_pdus(
         raise ValueError(f"maximum PDU length {limit} is below {MIN_PDU_LENGTH}")
     sent = 0
     if length == 0:
-        yield pdata_header(PDV_HEADER_LENGTH) + pdv_header(context_id, False, True, 0)
+        yield (pdata_header(PDV_HEADER_LENGTH) + pdv_header(context_id, False, True, 0),)
         return
     for block in blocks:
         for start in range(0, len(block), size):
@@ -118,9 +120,12 @@ def data_set_pdus(
             if sent > length:
                 raise ValueError(f"the data set holds more than the {length} bytes announced")
             last = sent == length
-            encoded = bytes(piece) + b"\0" if last and len(piece) % 2 else piece
-            header = pdata_header(PDV_HEADER_LENGTH + len(encoded))
-            yield header + pdv_header(context_id, False, last, len(encoded)) + encoded
+            padding = len(piece) % 2 if last else 0
+            fragment_length = len(piece) + padding
+            headers = pdata_header(PDV_HEADER_LENGTH + fragment_length) + pdv_header(
+                context_id, False, last, fragment_length
+            )
+            yield (headers, piece, b"\0") if padding else (headers, piece)
     if sent != length:
         raise ValueError(f"the data set ended after {sent} of the {length} bytes announced")
 
@@ -174,7 +179,7 @@ class DatasetSink(Protocol):
     """Receives the data-set fragments of one message, in order, then is finished once."""
 
     def write(self, fragment: memoryview) -> None:
-        """Take a fragment; it is only valid during the call, so copy or consume it now."""
+        """Take a fragment: a view of received bytes that are never written again, so it may be kept."""
 
     def finish(self) -> object:
         """The data set is complete; the return value becomes `AssembledMessage.dataset`."""
@@ -188,14 +193,13 @@ class BytesSink:
     """The default sink: keeps the data set in memory and returns it as bytes."""
 
     def __init__(self) -> None:
-        self._parts: list[bytes] = []
+        self._parts: list[memoryview] = []
 
     def write(self, fragment: memoryview) -> None:
-        self._parts.append(bytes(fragment))
+        self._parts.append(fragment)
 
     def finish(self) -> bytes:
-        # A single-fragment data set (the common small message) is returned without a copy.
-        return self._parts[0] if len(self._parts) == 1 else b"".join(self._parts)
+        return b"".join(self._parts)  # the one copy, into the bytes handed over
 
 
 def _bytes_sink(context_id: int, message: DimseMessage) -> DatasetSink:

@@ -80,8 +80,8 @@ class Link:
         self.interrupted = False
         self.bytes_sent = 0
         self.bytes_received = 0
-        self.on_data_received = None  # optional callable(bytes)
-        self.on_data_sent = None  # optional callable(bytes)
+        self.on_data_received = None  # optional callable(memoryview of what was read, valid during the call)
+        self.on_data_sent = None  # optional callable(list of the chunks written)
 
     @staticmethod
     def now() -> float:
@@ -94,13 +94,13 @@ class Link:
             try:
                 self.bytes_sent += self._write(chunks)
                 if self.on_data_sent is not None:
-                    self.on_data_sent(b"".join(chunks))
+                    self.on_data_sent(chunks)
             except OSError:
                 self.connection.receive_data(b"", self.now())
         if self.connection.is_closed:
             self.close()
 
-    def _write(self, chunks: list[bytes]) -> int:
+    def _write(self, chunks: list[bytes | memoryview]) -> int:
         """Send every chunk, gathered by the kernel (sendmsg) rather than joined here."""
         if len(chunks) == 1 or isinstance(self.sock, ssl.SSLSocket):  # TLS has no sendmsg
             data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
@@ -175,10 +175,8 @@ class Link:
                 if deadline is not None and deadline <= now:
                     return False
                 return True
-            data = self._receive(None if wake is None else wake - now)
-            if data is None or self.interrupted:
+            if not self._receive(None if wake is None else wake - now) or self.interrupted:
                 continue  # timed out (fire the timer or report the deadline) or interrupted
-            self.connection.receive_data(data, self.now())
             self.flush()
             return True
         return False
@@ -187,31 +185,38 @@ class Link:
         """Feed the connection whatever has already arrived, without waiting."""
         if self.closed:
             return
+        if self._receive(None, wait=False):
+            self.flush()
+
+    def _receive(self, timeout: float | None, wait: bool = True) -> bool:
+        """One read fed to the connection (an end of transport too); False if nothing came in time.
+
+        A large PDU's rest goes straight into the PDU's own buffer; anything
+        else into the reused read buffer, copied out as bytes for decoding.
+        """
+        if self.closed:
+            self.connection.receive_data(b"", self.now())
+            return True
+        target = self.connection.pdu_buffer()
+        flags = 0
+        if wait:
+            self._arm(timeout)
+        elif self._kernel_timeouts:
+            flags = socket.MSG_DONTWAIT
+        else:
+            self.sock.settimeout(0.0)
         try:
-            if self._kernel_timeouts:
-                size = self.sock.recv_into(self._buffer, 0, socket.MSG_DONTWAIT)
-            else:
-                self.sock.settimeout(0.0)
-                size = self.sock.recv_into(self._buffer)
-        except (BlockingIOError, ssl.SSLWantReadError, socket.timeout):
-            return
+            size = self.sock.recv_into(self._buffer if target is None else target, 0, flags)
+        except (socket.timeout, BlockingIOError, ssl.SSLWantReadError):
+            return False  # the timeout passed (or the kernel woke us early: the caller loops)
         except OSError:
             size = 0
-        self.connection.receive_data(self._buffer[:size].tobytes() if size else b"", self.now())
-        self.flush()
-
-    def _receive(self, timeout: float | None) -> bytes | None:
-        if self.closed:
-            return b""
-        try:
-            self._arm(timeout)
-            size = self.sock.recv_into(self._buffer)
-            data = self._buffer[:size].tobytes() if size else b""
-        except (socket.timeout, BlockingIOError, ssl.SSLWantReadError):
-            return None  # the timeout passed (or the kernel woke us early: the caller loops)
-        except OSError:
-            return b""
-        self.bytes_received += len(data)
-        if data and self.on_data_received is not None:
-            self.on_data_received(data)
-        return data
+        self.bytes_received += size
+        received = self._buffer[:size] if target is None else target[:size]
+        if size and self.on_data_received is not None:
+            self.on_data_received(received)
+        if target is not None:
+            self.connection.pdu_buffer_filled(size, self.now())
+        else:
+            self.connection.receive_data(received.tobytes(), self.now())
+        return True

@@ -5,6 +5,10 @@ moves it to a temporary Part 10 file (preamble and file meta written first),
 so memory per association stays bounded whatever the instance size, and
 saving the instance is a rename. `ReceivedDataset` is what the sink hands
 back: the encoded bytes, or the file holding them after the file meta.
+
+In memory, a data set is the list of its fragments as they arrived, views
+into the received PDUs (which are never written again), not a copy: saving it
+is one gathered write of the file header and those views.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ FILE_META_VERSION = b"\x00\x01"
 COPY_BUFFER = 1 << 20
 WRITE_BUFFER = 1 << 20  # a spool file is written in 1 MiB pieces, not one system call per fragment
 SPOOL_FILE_MODE = 0o666
+SAVED_FILE_MODE = 0o666  # as open(path, "wb"): the umask decides
+MAX_IOVEC = 1024  # buffers per writev (the usual IOV_MAX)
 META_GROUP = 0x0002
 
 
@@ -97,22 +103,38 @@ def _text(value: str) -> bytes:
     return encoded + b" " if len(encoded) % 2 else encoded
 
 
+def write_parts(fd: int, parts: list[bytes | memoryview]) -> None:
+    """Write every part, in order, to the open file descriptor `fd` (gathered, partial writes resumed)."""
+    views = [memoryview(part).cast("B") for part in parts if len(part)]
+    while views:
+        written = os.writev(fd, views[:MAX_IOVEC])
+        while views and written >= len(views[0]):
+            written -= len(views.pop(0))
+        if written:
+            views[0] = views[0][written:]
+
+
 @dataclass
 class ReceivedDataset:
-    """A received data set: in `data`, or in the file at `path` after `data_offset` bytes."""
+    """A received data set: in memory (`parts`), or in the file at `path` after `data_offset` bytes."""
 
     file_header: bytes
-    data: bytes | bytearray | None = None
+    parts: list[memoryview] | None = None
     path: str | None = None
     data_offset: int = 0
     length: int = 0
     spooled: bool = False  # `path` is our spool file, removed by `discard`
     error: str | None = None  # why the data set could not be kept (e.g. the disk is full)
 
+    @property
+    def data(self) -> bytes | None:
+        """The data set's bytes when it is held in memory (joined on each call), else None."""
+        return None if self.parts is None else b"".join(self.parts)
+
     def encoded(self, include_meta: bool = True) -> bytes:
         """The data set bytes as received (with preamble and file meta if `include_meta`)."""
-        if self.data is not None:
-            return self.file_header + self.data if include_meta else self.data
+        if self.parts is not None:
+            return b"".join([self.file_header, *self.parts] if include_meta else self.parts)
         assert self.path is not None
         with open(self.path, "rb") as file:
             if not include_meta:
@@ -135,9 +157,11 @@ class ReceivedDataset:
                 os.unlink(self.path)
             self.path, self.spooled = str(path), False
             return
-        with open(path, "wb") as file:
-            file.write(self.file_header)
-            file.write(self.data or b"")
+        handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), SAVED_FILE_MODE)
+        try:
+            write_parts(handle, [self.file_header, *(self.parts or ())])
+        finally:
+            os.close(handle)
 
     def discard(self) -> None:
         """Remove our spool file, if the data set is still in one (it is then gone)."""
@@ -147,9 +171,10 @@ class ReceivedDataset:
 
     def copy_to(self, target) -> None:
         """Write the whole Part 10 file to the open binary file `target` with bounded memory."""
-        if self.data is not None:
+        if self.parts is not None:
             target.write(self.file_header)
-            target.write(self.data)
+            for part in self.parts:
+                target.write(part)
             return
         assert self.path is not None
         with open(self.path, "rb") as file:
@@ -163,12 +188,14 @@ class SpoolingSink:
         self.file_header = file_header
         self.directory = directory
         self.threshold = threshold
-        self._memory = bytearray()
+        self._parts: list[memoryview] = []  # the fragments held in memory, as received
+        self._held = 0  # their total length
         self._file = None
         self._length = 0
         self._error: str | None = None
 
     def write(self, fragment: memoryview) -> None:
+        """Take the next fragment: a view of bytes that are never written again (it is kept, not copied)."""
         self._length += len(fragment)
         if self._error is not None:
             return  # the rest of a data set we cannot keep is read and dropped
@@ -176,8 +203,9 @@ class SpoolingSink:
             if self._file is not None:
                 self._file.write(fragment)
                 return
-            self._memory += fragment
-            if len(self._memory) > self.threshold:
+            self._parts.append(fragment)
+            self._held += len(fragment)
+            if self._held > self.threshold:
                 self._spill()
         except OSError as exc:
             self._error = f"cannot spool the data set: {exc.strerror or exc}"
@@ -191,14 +219,15 @@ class SpoolingSink:
         self._file = os.fdopen(handle, "wb", buffering=WRITE_BUFFER)
         self._path = path
         self._file.write(self.file_header)
-        self._file.write(self._memory)
-        self._memory = bytearray()
+        for part in self._parts:
+            self._file.write(part)
+        self._parts, self._held = [], 0
 
     def finish(self) -> ReceivedDataset:
         if self._error is not None:
             return ReceivedDataset(self.file_header, length=self._length, error=self._error)
         if self._file is None:
-            return ReceivedDataset(self.file_header, data=self._memory, length=self._length)  # ours now: no copy
+            return ReceivedDataset(self.file_header, parts=self._parts, length=self._length)  # handed over: no copy
         self._file.close()
         return ReceivedDataset(
             self.file_header, path=self._path, data_offset=len(self.file_header), length=self._length, spooled=True
@@ -211,4 +240,4 @@ class SpoolingSink:
             with contextlib.suppress(OSError):  # the write that failed (disk full) fails again on close
                 file.close()
             os.unlink(self._path)
-        self._memory = bytearray()
+        self._parts, self._held = [], 0

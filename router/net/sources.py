@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import os
 import struct
+import threading
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -53,14 +54,35 @@ class DatasetSource:
                 yield view[start : start + size]
             return
         assert self.path is not None
-        buffer = memoryview(bytearray(size))
-        with open(self.path, "rb", buffering=0) as file:
-            file.seek(self.offset)
-            while True:
-                count = file.readinto(buffer)
-                if not count:
-                    return
-                yield buffer[:count]
+        buffer = _take_buffer(max(1, min(size, self.length)))
+        try:
+            with open(self.path, "rb", buffering=0) as file:
+                file.seek(self.offset)
+                while count := file.readinto(buffer):
+                    yield buffer[:count]
+        finally:
+            _SPARE.buffer = buffer.obj
+
+
+class _SpareBuffer(threading.local):
+    """The read buffer a thread's last file left: the next file reuses it.
+
+    Allocating (and zeroing) a fresh buffer per file cost a sender about a
+    fifth of its CPU time for 0.5 MB instances. A buffer is taken out while a
+    file is read, so two files read at once in one thread never share one.
+    """
+
+    buffer: bytearray | None = None
+
+
+_SPARE = _SpareBuffer()
+
+
+def _take_buffer(size: int) -> memoryview:
+    spare, _SPARE.buffer = _SPARE.buffer, None
+    if spare is None or len(spare) < size:
+        spare = bytearray(size)
+    return memoryview(spare)[:size]
 
 
 def source_for(dataset_or_path: Dataset | DatasetSource | str | os.PathLike, read_whole_below: int = 0) -> DatasetSource:

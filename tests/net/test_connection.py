@@ -853,6 +853,46 @@ def test_received_fragments_stay_valid_after_later_reads():
     assert bytes(received.pdu.pdvs[0].data) == b"first fragment"
 
 
+def _read_as_a_driver_does(conn: Connection, stream: bytes, read_size: int) -> None:
+    """Feed `stream` the way the driver reads: into the PDU's own buffer when it offers one."""
+    position = 0
+    while position < len(stream):
+        target = conn.pdu_buffer()
+        if target is None:
+            conn.receive_data(stream[position : position + read_size], NOW)
+            position += min(read_size, len(stream) - position)
+        else:
+            count = min(len(target), read_size, len(stream) - position)
+            target[:count] = stream[position : position + count]
+            conn.pdu_buffer_filled(count, NOW)
+            position += count
+
+
+@pytest.mark.parametrize("read_size", [7, 4096, 65536, 1 << 20])
+def test_a_large_pdu_read_into_its_own_buffer_decodes_as_any_other(read_size):
+    req, _ = associated_pair(max_pdata_length=0)
+    large = PDataTF((PDV(1, False, False, bytes(range(256)) * 1024),))  # 256 KiB: its own buffer
+    small = PDataTF((PDV(1, False, True, b"the end"),))
+    _read_as_a_driver_does(req, encode(small) + encode(large) + encode(small) + encode(ReleaseRQ()), read_size)
+    received = indications(req)
+    assert received == [DataReceived(small), DataReceived(large), DataReceived(small), ReleaseRequested()]
+    assert bytes(received[1].pdu.pdvs[0].data) == bytes(range(256)) * 1024  # still valid after later reads
+
+
+def test_a_pdu_header_alone_never_makes_the_connection_allocate_its_claimed_length():
+    req, _ = associated_pair(max_pdata_length=0)
+    req.receive_data(bytes.fromhex("04 00 7fffffff") + bytes(100), NOW)  # claims 2 GiB
+    assert req.pdu_buffer() is None and req.state is State.STA6
+
+
+def test_the_end_of_transport_during_a_large_pdu_closes_the_connection():
+    req, _ = associated_pair(max_pdata_length=0)
+    req.receive_data(encode(PDataTF((PDV(1, False, True, bytes(1 << 17)),)))[:100], NOW)
+    assert req.pdu_buffer() is not None
+    req.pdu_buffer_filled(0, NOW)
+    assert req.state is State.STA1 and Closed() in indications(req)
+
+
 def test_pdata_longer_than_the_maximum_is_aborted_on_its_header_alone():
     wire = Wire(max_pdata_length=100)
     wire.associate()

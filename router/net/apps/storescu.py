@@ -19,6 +19,7 @@ from router.net.ae import AE
 from router.net.apps.common import add_output_options, add_syntax_options, add_timeout_options
 from router.net.apps.common import configure_timeouts, setup_logging
 from router.net.contexts import StoragePresentationContexts
+from router.net.services.storage import c_store_response
 from router.net.acse import MAX_CONTEXTS
 from router.net.sources import DatasetSource, source_for
 from router.net.status import StatusClass, classify
@@ -125,12 +126,12 @@ def main(argv: list[str] | None = None) -> int:
     progress = Progress(len(sources), sum(source.length for _, source in sources))
     for path, source in sources:
         try:
-            status = assoc.send_c_store(source)
+            response = c_store_response(assoc, source)
         except ValueError as exc:
             LOGGER.error(f"{path}: {exc}")
             failures += 1
             continue
-        if "Status" not in status or classify(status.Status) not in (StatusClass.SUCCESS, StatusClass.WARNING):
+        if response is None or classify(response.status) not in (StatusClass.SUCCESS, StatusClass.WARNING):
             failures += 1
         progress.advance(source.length)
         if not assoc.is_established:
