@@ -21,7 +21,8 @@ from router.net.codes import AbortSource
 from router.net.connection import Aborted, AssociationAccepted, AssociationRejected
 from router.net.connection import AssociationRequested, Closed, DataReceived, Indication
 from router.net.connection import ReleaseConfirmed, ReleaseRequested, Role
-from router.net.dimse import AssembledMessage, BytesSink, MessageAssembler, data_set_pdus, encode_single_pdu
+from router.net.dimse import AssembledMessage, BytesSink, MessageAssembler, data_set_pdus, data_set_pdus_block_size
+from router.net.dimse import encode_single_pdu
 from router.net.dimse import fragment
 from router.net.dimse_messages import CommandField, encode_command
 from router.net.driver import Link
@@ -31,7 +32,7 @@ from router.net.pdu import PDataTF
 from router.net.pdu import decode as pdu_decode
 from router.net.presentation import PresentationContext, uid_name
 from router.net.received import SpoolingSink, file_header
-from router.net.sources import DatasetSource
+from router.net.sources import BLOCK_SIZE, DatasetSource
 from router.net.services import normalized, query, retrieve, serve_request, storage, verification
 
 if TYPE_CHECKING:
@@ -252,7 +253,7 @@ class Association:
         link, observed = self.link, self.handlers.is_bound(evt.EVT_PDU_SENT)
 
         def written_blocks() -> Iterator[memoryview]:
-            for block in source.blocks():
+            for block in source.blocks(data_set_pdus_block_size(peer_max, BLOCK_SIZE)):
                 yield block
                 link.flush()  # the block's PDUs are queued: one write for all of them
 

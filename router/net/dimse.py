@@ -92,6 +92,23 @@ def encode_single_pdu(context_id: int, command: bytes, max_pdu_length: int) -> b
     return pdata_header(length) + pdv_header(context_id, True, True, len(command)) + command
 
 
+def data_set_pdus_block_size(max_pdu_length: int, most: int) -> int:
+    """The largest block size up to `most` that `data_set_pdus` cuts into full fragments only
+    (a block that ends in a sliver would send a PDU of a few bytes per block)."""
+    size = data_fragment_size(max_pdu_length)
+    return max(size, most - most % size)
+
+
+def data_fragment_size(max_pdu_length: int) -> int:
+    """The data-set fragment carried by one PDU no longer than `max_pdu_length` (0: our default)."""
+    limit = max_pdu_length or DEFAULT_PDU_LENGTH
+    size = limit - PDV_HEADER_LENGTH
+    size -= size % 2
+    if size < _MIN_FRAGMENT:
+        raise ValueError(f"maximum PDU length {limit} is below {MIN_PDU_LENGTH}")
+    return size
+
+
 def data_set_pdus(
     context_id: int, blocks: Iterable[memoryview], length: int, max_pdu_length: int
 ) -> Iterator[tuple[bytes | memoryview, ...]]:
@@ -104,11 +121,7 @@ def data_set_pdus(
     that pads an odd total length. ValueError if the blocks hold more or fewer
     than `length` bytes.
     """
-    limit = max_pdu_length or DEFAULT_PDU_LENGTH
-    size = limit - PDV_HEADER_LENGTH
-    size -= size % 2
-    if size < _MIN_FRAGMENT:
-        raise ValueError(f"maximum PDU length {limit} is below {MIN_PDU_LENGTH}")
+    size = data_fragment_size(max_pdu_length)
     sent = 0
     if length == 0:
         yield (pdata_header(PDV_HEADER_LENGTH) + pdv_header(context_id, False, True, 0),)

@@ -182,15 +182,19 @@ class ReceivedDataset:
 
 
 class SpoolingSink:
-    """Collects one data set: in memory up to `threshold` bytes, then in a temporary file."""
+    """Collects one data set: in memory up to `threshold` bytes, then in a temporary file.
+
+    Once in the file, fragments are still held (as views) until a
+    `WRITE_BUFFER`'s worth is there, then written with one `writev`.
+    """
 
     def __init__(self, file_header: bytes, directory: str | None = None, threshold: int = DEFAULT_SPOOL_THRESHOLD):
         self.file_header = file_header
         self.directory = directory
         self.threshold = threshold
-        self._parts: list[memoryview] = []  # the fragments held in memory, as received
+        self._parts: list[bytes | memoryview] = []  # fragments held, as received, not yet written
         self._held = 0  # their total length
-        self._file = None
+        self._fd: int | None = None  # the spool file, once the data set outgrew `threshold`
         self._length = 0
         self._error: str | None = None
 
@@ -199,14 +203,13 @@ class SpoolingSink:
         self._length += len(fragment)
         if self._error is not None:
             return  # the rest of a data set we cannot keep is read and dropped
+        self._parts.append(fragment)
+        self._held += len(fragment)
         try:
-            if self._file is not None:
-                self._file.write(fragment)
-                return
-            self._parts.append(fragment)
-            self._held += len(fragment)
-            if self._held > self.threshold:
+            if self._fd is None and self._held > self.threshold:
                 self._spill()
+            elif self._fd is not None and self._held >= WRITE_BUFFER:
+                self._write_held()
         except OSError as exc:
             self._error = f"cannot spool the data set: {exc.strerror or exc}"
             self.abandon()
@@ -215,29 +218,38 @@ class SpoolingSink:
         directory = self.directory or tempfile.gettempdir()
         path = os.path.join(directory, f"received-{uuid.uuid4().hex}.dcm.part")
         # os.open with 0o666 lets the umask decide the mode, as for any file the user writes.
-        handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, SPOOL_FILE_MODE)
-        self._file = os.fdopen(handle, "wb", buffering=WRITE_BUFFER)
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), SPOOL_FILE_MODE)
         self._path = path
-        self._file.write(self.file_header)
-        for part in self._parts:
-            self._file.write(part)
+        self._parts.insert(0, self.file_header)
+        self._write_held()
+
+    def _write_held(self) -> None:
+        assert self._fd is not None
+        write_parts(self._fd, self._parts)
         self._parts, self._held = [], 0
 
     def finish(self) -> ReceivedDataset:
         if self._error is not None:
             return ReceivedDataset(self.file_header, length=self._length, error=self._error)
-        if self._file is None:
+        if self._fd is None:
             return ReceivedDataset(self.file_header, parts=self._parts, length=self._length)  # handed over: no copy
-        self._file.close()
+        try:
+            self._write_held()
+        except OSError as exc:
+            self._error = f"cannot spool the data set: {exc.strerror or exc}"
+            self.abandon()
+            return ReceivedDataset(self.file_header, length=self._length, error=self._error)
+        os.close(self._fd)
+        self._fd = None
         return ReceivedDataset(
             self.file_header, path=self._path, data_offset=len(self.file_header), length=self._length, spooled=True
         )
 
     def abandon(self) -> None:
         """Drop what was collected (the association ended mid data set, or writing it failed)."""
-        if self._file is not None:
-            file, self._file = self._file, None
-            with contextlib.suppress(OSError):  # the write that failed (disk full) fails again on close
-                file.close()
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            with contextlib.suppress(OSError):
+                os.close(fd)
             os.unlink(self._path)
         self._parts, self._held = [], 0
