@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import socket
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from router.net import evt
 from router.net.acse import AcceptorPolicy, negotiate
@@ -37,6 +37,18 @@ def _accept_identity_unchecked(event: evt.Event) -> tuple[bool, None]:
 
 def _synchronous_window(event: evt.Event) -> tuple[int, int]:
     return SYNCHRONOUS_WINDOW
+
+
+def allow_outstanding(limit: int) -> Callable[[evt.Event], tuple[int, int]]:
+    """An EVT_ASYNC_OPS handler letting the requestor keep up to `limit` operations outstanding
+    (fewer if it asked for fewer). They are still performed one at a time, in order: the window
+    only lets the requestor send the next request before the last response."""
+
+    def window(event: evt.Event) -> tuple[int, int]:
+        asked = event.nr_invoked
+        return (min(asked, limit) if asked else limit, 1)
+
+    return window
 
 
 def _no_extended_replies(event: evt.Event) -> dict:

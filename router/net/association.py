@@ -22,8 +22,7 @@ from router.net.connection import Aborted, AssociationAccepted, AssociationRejec
 from router.net.connection import AssociationRequested, Closed, DataReceived, Indication
 from router.net.connection import ReleaseConfirmed, ReleaseRequested, Role
 from router.net.dimse import AssembledMessage, BytesSink, MessageAssembler, data_set_pdus, data_set_pdus_block_size
-from router.net.dimse import encode_single_pdu
-from router.net.dimse import fragment
+from router.net.dimse import encode_single_pdu, fragment
 from router.net.dimse_messages import CommandField, encode_command
 from router.net.driver import Link
 from router.net.errors import DimseError
@@ -54,6 +53,10 @@ class ServiceUser:
     implementation_version_name: str | None = None
     user_identity: Any = None
     role_selection: dict | None = None
+    # (maximum operations invoked, performed) from its Asynchronous Operations Window item;
+    # (1, 1), synchronous, without one. In an A-ASSOCIATE-AC, "invoked" is how many operations
+    # the acceptor lets the requestor have outstanding (PS3.7 D.3.3.3).
+    asynchronous_operations: tuple[int, int] = (1, 1)
 
     def describe_from(self, info: Any) -> None:
         """Take what the side said of itself in its A-ASSOCIATE user information."""
@@ -61,6 +64,9 @@ class ServiceUser:
         self.implementation_class_uid = info.implementation_class_uid
         self.implementation_version_name = info.implementation_version_name
         self.user_identity = info.user_identity
+        window = info.async_ops_window
+        if window is not None:
+            self.asynchronous_operations = (window.maximum_invoked, window.maximum_performed)
 
 
 class Association:
@@ -303,6 +309,12 @@ class Association:
         if not waiting:
             del responses[message_id]
         return response
+
+    def send_c_stores(self, datasets, window=None):
+        """C-STORE each dataset or file with up to `window` requests outstanding (default: the
+        window the acceptor allowed): a generator of (dataset, response message or None, or the
+        ValueError that kept it from being sent), in order."""
+        return storage.send_c_stores(self, datasets, window)
 
     def send_c_echo(self, msg_id: int | None = None) -> Dataset:
         """Send a C-ECHO-RQ; return the response's status Dataset, empty if none came."""

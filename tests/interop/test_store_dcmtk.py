@@ -207,3 +207,22 @@ def test_send_c_store_to_dcmtk_bit_preserving_storescp(library, peers, tmp_path,
     assert assoc.is_released
     for instance in instances:
         assert_stored_as_sent(instance, stored_file(out, instance))
+
+
+def test_our_storescu_proposing_a_window_to_dcmtk_sends_one_at_a_time(library, peers, client, tmp_path):
+    """DCMTK negotiates no asynchronous operations window: our storescu then waits for each response."""
+    instances = library.get("explicit", (store_data.SMALL, store_data.TYPICAL))
+    out = tmp_path / "received"
+    scp = dcmtk_bit_preserving_storescp(peers, out)
+
+    result = client(
+        our_app("storescu", LOOPBACK, str(scp.port), *(str(i.path) for i in instances), "-d", "-aec", SCP_TITLE,
+                "--async-ops", "8"),
+        timeout=TRANSFER_TIMEOUT,
+    )
+
+    assert result.returncode == 0, result.output
+    assert "Requested Asynchronous Operations Window Negotiation: invoked 8, performed 1" in result.output
+    assert "Accepted Asynchronous Operations Window Negotiation: None" in result.output
+    for instance in instances:
+        assert_stored_as_sent(instance, stored_file(out, instance))

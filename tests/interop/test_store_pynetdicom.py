@@ -93,3 +93,26 @@ def test_our_storescu_app_to_pynetdicom_storescp(library, peers, client, tmp_pat
     assert scp.wait_for_output("Association Released"), scp.output()
     for instance in instances:
         assert_same_instance(instance, stored_file(out, instance))
+
+
+def test_our_storescu_proposing_a_window_to_pynetdicom_storescp(library, peers, client, tmp_path):
+    """pynetdicom's storescp negotiates no window: our storescu then sends one at a time."""
+    instances = library.get("explicit", (store_data.SMALL, store_data.TYPICAL))
+    out = tmp_path / "received"
+    out.mkdir()
+    scp = peers.start(
+        "pynetdicom-storescp",
+        lambda port: pynetdicom_app("storescp", "-v", "-aet", SCP_TITLE, "-od", str(out), "-ba", LOOPBACK, str(port)),
+    )
+
+    result = client(
+        our_app("storescu", LOOPBACK, str(scp.port), *(str(i.path) for i in instances), "-d", "-cx", "-aec", SCP_TITLE,
+                "--async-ops", "8"),
+        timeout=TRANSFER_TIMEOUT,
+    )
+
+    assert result.returncode == 0, result.output
+    assert "Requested Asynchronous Operations Window Negotiation: invoked 8, performed 1" in result.output
+    assert "Accepted Asynchronous Operations Window Negotiation: None" in result.output
+    for instance in instances:
+        assert_same_instance(instance, stored_file(out, instance))

@@ -32,6 +32,8 @@ from pydicom.uid import (
 )
 
 from router.net import AE, evt
+from router.net.acceptor import allow_outstanding
+from router.net.pdu_items import AsyncOperationsWindow
 from router.net.contexts import accept_all_storage
 from router.net.dimse_messages import CStoreRSP, Priority
 from router.net.services.storage import c_store_response
@@ -732,3 +734,116 @@ def test_the_file_header_reads_back_as_the_file_meta_it_names(version, source):
         assert value.rstrip() == element.value.rstrip() if isinstance(value, str) else value == element.value
     assert "ImplementationVersionName" in read.file_meta if version else "ImplementationVersionName" not in read.file_meta
     assert read.file_meta.FileMetaInformationGroupLength == len(header) - 132 - 12
+
+
+# ---- pipelined C-STOREs (asynchronous operations window) -------------------------------
+def pipelining_pair(pair, limit: int | None, handler) -> AE:
+    """Our SCP, allowing `limit` outstanding operations (None: the default, synchronous)."""
+    ae = scp_ae(pair.spool)
+    server_handlers = [(evt.EVT_C_STORE, handler)]
+    if limit is not None:
+        server_handlers.append((evt.EVT_ASYNC_OPS, allow_outstanding(limit)))
+    pair.server = pair.our_server.start(ae, evt_handlers=server_handlers)
+    return ae
+
+
+def associate_asking(pair, invoked: int | None, evt_handlers=()):
+    ext_neg = [] if invoked is None else [AsyncOperationsWindow(invoked, 1)]
+    contexts = [(CT_IMAGE_STORAGE, [ts]) for ts in SYNTAXES.values()]
+    assoc = scu_ae(contexts).associate(
+        LOOPBACK, pair.server.server_address[1], ae_title=SCP_TITLE, ext_neg=ext_neg, evt_handlers=list(evt_handlers)
+    )
+    assert assoc.is_established
+    pair.associations.append(assoc)
+    return assoc
+
+
+@pytest.mark.parametrize(
+    "allowed, asked, negotiated",
+    [(None, 8, (1, 1)), (4, None, (1, 1)), (4, 8, (4, 1)), (16, 3, (3, 1)), (16, 0, (16, 1))],
+)
+def test_the_window_the_acceptor_allows_is_the_requestors_to_use(pair, allowed, asked, negotiated):
+    pipelining_pair(pair, allowed, StoreHandler())
+    assoc = associate_asking(pair, asked)
+    assert assoc.acceptor.asynchronous_operations == negotiated
+    assoc.release()
+
+
+def test_send_c_stores_keeps_the_window_full_and_answers_in_order(pair):
+    window = 4
+    sent_ahead = threading.Event()
+    requests_sent = []
+
+    def count_requests(event):
+        if event.message.is_response:
+            return
+        requests_sent.append(event.message.message_id)
+        if len(requests_sent) == window:
+            sent_ahead.set()
+
+    def first_waits_for_the_window(event):
+        # Only possible when the SCU sends the next requests before this one's response.
+        return sent_ahead.wait(PROMPTLY * 5)
+
+    handler = StoreHandler(first_waits_for_the_window)
+    pipelining_pair(pair, window, handler)
+    assoc = associate_asking(pair, window, [(evt.EVT_DIMSE_SENT, count_requests)])
+    datasets = [store_data.small_ct(seed) for seed in range(10)]
+
+    outcomes = list(assoc.send_c_stores(datasets))
+
+    assert [dataset for dataset, _ in outcomes] == datasets
+    assert [response.status for _, response in outcomes] == [SUCCESS] * 10
+    assert [response.affected_sop_instance_uid for _, response in outcomes] == [ds.SOPInstanceUID for ds in datasets]
+    assert handler.seen[0] is True  # the first handler saw the window filled
+    assoc.release()
+    handler.check()
+
+
+def test_send_c_stores_reports_what_it_could_not_send_and_sends_the_rest(pair, instances):
+    handler = StoreHandler(lambda event: event.request.affected_sop_instance_uid)
+    pipelining_pair(pair, 8, handler)
+    assoc = associate_asking(pair, 8)  # CT contexts only: the MR has none
+    ct, mr = instances["explicit"][store_data.SMALL], instances["explicit"][store_data.TYPICAL]
+
+    outcomes = list(assoc.send_c_stores([ct.path, mr.path, ct.path]))
+
+    assert [type(outcome) for _, outcome in outcomes] == [CStoreRSP, ValueError, CStoreRSP]
+    assert "No presentation context" in str(outcomes[1][1])
+    assert handler.seen == [ct.sop_instance_uid] * 2
+    assoc.release()
+    handler.check()
+
+
+def test_send_c_stores_one_at_a_time_without_a_window(pair, instances):
+    requests, outstanding_at_each_response = [], []
+
+    def response_received(event):
+        outstanding_at_each_response.append(len(requests) - len(outstanding_at_each_response))
+
+    pipelining_pair(pair, None, StoreHandler())
+    assoc = associate_asking(pair, 8, [
+        (evt.EVT_DIMSE_SENT, lambda event: requests.append(event.message)),
+        (evt.EVT_DIMSE_RECV, response_received),
+    ])
+    ct = instances["implicit"][store_data.SMALL]
+
+    outcomes = list(assoc.send_c_stores([ct.path] * 5))
+
+    assert [response.status for _, response in outcomes] == [SUCCESS] * 5
+    assert outstanding_at_each_response == [1] * 5  # the acceptor allowed no more
+    assoc.release()
+
+
+def test_send_c_stores_after_the_peer_aborts_yields_none_for_the_rest(pair, instances):
+    def abort(event):
+        event.assoc.abort()
+
+    pipelining_pair(pair, 4, StoreHandler(abort))
+    assoc = associate_asking(pair, 4)
+    ct = instances["implicit"][store_data.SMALL]
+
+    outcomes = list(assoc.send_c_stores([ct.path] * 6))
+
+    assert len(outcomes) == 6 and all(outcome is None for _, outcome in outcomes)
+    assert not assoc.is_established

@@ -2,7 +2,9 @@
 
 Every storage SOP class is accepted in every transfer syntax, compressed ones
 included; each instance is written bit for bit as received, named by its SOP
-Instance UID, and large ones never pass through memory whole.
+Instance UID, and large ones never pass through memory whole. A requestor that
+proposes an Asynchronous Operations Window may keep up to 16 C-STOREs
+outstanding (they are stored in order).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import os
 import sys
 
 from router.net import evt
+from router.net.acceptor import allow_outstanding
 from router.net.ae import AE
 from router.net.apps.common import add_timeout_options, configure_timeouts, server_parser, setup_logging
 from router.net.contexts import accept_all_storage
@@ -24,6 +27,7 @@ FILE_SUFFIX = ".dcm"
 
 
 STORE_PDU = 131072  # the default maximum PDU we announce (DCMTK's largest -pdu)
+MAX_OUTSTANDING = 16  # C-STOREs a requestor may send ahead of the responses, if it asks to
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -64,7 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     ae.spool_directory = args.output_directory  # spooled instances are renamed, never copied
     ae.add_supported_context(VERIFICATION_SOP_CLASS)
     accept_all_storage(ae)  # in the syntax the sender proposes first: what it sent is what is stored
-    handlers = [(evt.EVT_C_STORE, store_handler(args.output_directory, args.ignore))]
+    handlers = [
+        (evt.EVT_C_STORE, store_handler(args.output_directory, args.ignore)),
+        (evt.EVT_ASYNC_OPS, allow_outstanding(MAX_OUTSTANDING)),
+    ]
     ae.start_server((args.bind_address, args.port), block=True, evt_handlers=handlers)
     return 0
 

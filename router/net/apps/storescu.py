@@ -19,7 +19,8 @@ from router.net.ae import AE
 from router.net.apps.common import add_output_options, add_syntax_options, add_timeout_options
 from router.net.apps.common import configure_timeouts, setup_logging
 from router.net.contexts import StoragePresentationContexts
-from router.net.services.storage import c_store_response
+from router.net.dimse_messages import CStoreRSP
+from router.net.pdu_items import AsyncOperationsWindow
 from router.net.acse import MAX_CONTEXTS
 from router.net.sources import DatasetSource, source_for
 from router.net.status import StatusClass, classify
@@ -40,6 +41,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("-aet", "--calling-aet", default="STORESCU", help="our AE title")
     parser.add_argument("-aec", "--called-aet", default="ANY-SCP", help="the peer's AE title")
     parser.add_argument("-cx", "--required-contexts", action="store_true", help="propose only the contexts the files need")
+    parser.add_argument(
+        "--async-ops", type=int, default=1, metavar="N",
+        help="propose an asynchronous operations window: up to N C-STOREs sent ahead of their responses, "
+        "if the peer allows it (default 1: one at a time, nothing proposed; some old peers drop "
+        "associations that propose one)",
+    )
     add_timeout_options(parser)
     add_syntax_options(parser, "propose")
     return parser.parse_args(argv)
@@ -119,23 +126,18 @@ def main(argv: list[str] | None = None) -> int:
     configure_timeouts(ae, args)
     for uid, syntaxes in requested_contexts([s for _, s in sources], args.syntax, args.required_contexts):
         ae.add_requested_context(uid, syntaxes)
-    assoc = ae.associate(args.addr, args.port, ae_title=args.called_aet, max_pdu=args.max_pdu)
+    window = [AsyncOperationsWindow(args.async_ops, 1)] if args.async_ops != 1 else []
+    assoc = ae.associate(args.addr, args.port, ae_title=args.called_aet, max_pdu=args.max_pdu, ext_neg=window)
     if not assoc.is_established:
         return EXIT_FAILED
     failures = 0
     progress = Progress(len(sources), sum(source.length for _, source in sources))
-    for path, source in sources:
-        try:
-            response = c_store_response(assoc, source)
-        except ValueError as exc:
-            LOGGER.error(f"{path}: {exc}")
-            failures += 1
-            continue
-        if response is None or classify(response.status) not in (StatusClass.SUCCESS, StatusClass.WARNING):
+    for source, outcome in assoc.send_c_stores(source for _, source in sources):
+        if isinstance(outcome, ValueError):
+            LOGGER.error(f"{source.path}: {outcome}")
+        if not isinstance(outcome, CStoreRSP) or classify(outcome.status) not in (StatusClass.SUCCESS, StatusClass.WARNING):
             failures += 1
         progress.advance(source.length)
-        if not assoc.is_established:
-            break
     assoc.release()
     return EXIT_OK if failures == 0 else EXIT_FAILED
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import TYPE_CHECKING
+from collections import deque
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, TypeVar
 
 from pydicom.dataset import Dataset
 
@@ -31,6 +32,8 @@ LOGGER = logging.getLogger("router.net")
 NO_HANDLER = 0xC211  # Failure (cannot understand): nobody is there to store the instance
 HANDLER_FAILED = 0xC210  # Failure (cannot understand): the handler raised
 MAX_COMMENT_LENGTH = 64  # an Error Comment is LO
+UNLIMITED_WINDOW = 64  # requests kept outstanding when the acceptor allows any number
+T = TypeVar("T")
 
 
 def send_c_store(
@@ -60,6 +63,60 @@ def c_store_response(
     status Dataset cost a quarter of the CPU of sending a small instance.
     """
     assoc.require_established()
+    message_id = _send_request(assoc, dataset, msg_id, priority, originator_aet, originator_id)
+    return _response(assoc, message_id)
+
+
+def send_c_stores(
+    assoc: "Association", datasets: Iterable[T], window: int | None = None
+) -> Iterator[tuple[T, CStoreRSP | None | ValueError]]:
+    """C-STORE every dataset (a pydicom Dataset, a file's path or a source) without waiting for
+    each response: up to `window` requests are outstanding (PS3.7 D.3.3.3), by default the number
+    the acceptor allowed in its Asynchronous Operations Window (1, one at a time, without one;
+    "unlimited" is taken as UNLIMITED_WINDOW). The peer answers in order while the next data sets
+    are already on their way, so sender and receiver work at the same time.
+
+    Yields (dataset, outcome) in order, where outcome is the C-STORE-RSP, None when no response
+    came (the association is then gone: nothing more is sent), or the ValueError that kept the
+    dataset from being sent (no accepted context for it).
+    """
+    assoc.require_established()
+    if window is None:
+        window = assoc.acceptor.asynchronous_operations[0] if assoc.is_requestor else 1
+    window = window or UNLIMITED_WINDOW
+    queue: deque[tuple[T, int | ValueError | None]] = deque()  # in order: a message ID, or the outcome
+    in_flight = 0
+    for dataset in datasets:
+        while in_flight >= window or queue and not isinstance(queue[0][1], int):
+            in_flight -= isinstance(queue[0][1], int)
+            yield _outcome(assoc, *queue.popleft())
+        if not assoc.is_established:
+            queue.append((dataset, None))
+            continue
+        try:
+            queue.append((dataset, _send_request(assoc, dataset)))
+            in_flight += 1
+        except ValueError as exc:
+            queue.append((dataset, exc))
+    while queue:
+        yield _outcome(assoc, *queue.popleft())
+
+
+def _outcome(assoc: "Association", dataset: Any, sent: int | ValueError | None) -> tuple[Any, CStoreRSP | ValueError | None]:
+    if not isinstance(sent, int):
+        return dataset, sent
+    return dataset, _response(assoc, sent) if assoc.is_established else None
+
+
+def _send_request(
+    assoc: "Association",
+    dataset: Dataset | DatasetSource | str | os.PathLike,
+    msg_id: int | None = None,
+    priority: int = Priority.LOW,
+    originator_aet: str | None = None,
+    originator_id: int | None = None,
+) -> int:
+    """Send one C-STORE-RQ and its data set; its message ID. ValueError if no context carries it."""
     source = source_for(dataset)
     context = assoc.find_context(source.sop_class_uid, as_scu=True, transfer_syntax=source.transfer_syntax)
     message_id = assoc.next_message_id() if msg_id is None else msg_id
@@ -73,6 +130,10 @@ def c_store_response(
     )
     LOGGER.info("Sending Store Request: MsgID %d", message_id)
     assoc.send_message(context.context_id, request, source)
+    return message_id
+
+
+def _response(assoc: "Association", message_id: int) -> CStoreRSP | None:
     response = assoc.receive_response(message_id, assoc.dimse_timeout)
     if response is None:
         return None
