@@ -5,7 +5,10 @@ Sets (bench/instances.py, cached): 2,000 small (~10 KB), 500 typical (~0.5 MB) a
 and over 4 (4 sender processes released together, each sending a quarter over its own).
 
 Pairs, sender -> receiver, every one a separate process, default max PDU (16 KB) everywhere:
-  * ours: `python -m router.net storescu` -> `python -m router.net storescp -od DIR`;
+  * ours: `python -m router.net storescu --async-ops 16` -> `python -m router.net storescp -od DIR`
+    (our storescu proposes an asynchronous operations window, PS3.7 D.3.3.3: our storescp grants
+    it, so ours -> ours pipelines its C-STOREs; DCMTK's storescp negotiates none, so ours -> DCMTK
+    waits for each response as DCMTK's storescu does);
   * DCMTK: `storescu` -> `storescp --fork +B -pm +xa` (bit-preserving: writes the bytes as
     received; one forked child per association, so 4 associations are served at once),
     `TCP_NODELAY=1` in their environment;
@@ -73,6 +76,7 @@ COMPLAINTS = ("W:", "E:", "F:")  # how our apps, DCMTK's and pynetdicom's start 
 FULL = {SMALL: 2000, TYPICAL: 500, LARGE: 20}
 QUICK = {SMALL: 200, TYPICAL: 50, LARGE: 4}  # at least one instance per parallel sender
 ASSOCIATIONS = (1, 4)
+OUR_WINDOW = 16  # our storescu proposes an asynchronous operations window; only our storescp grants one
 START_COST_REPEATS = 3
 SLOWEST_RATE = 5_000_000  # bytes/s: a run slower than this (plus a minute) is stopped as hung
 
@@ -90,7 +94,7 @@ class Peer:
 
 def _ours_scu(port: int, files: Sequence[Path]) -> list[str]:
     return [sys.executable, "-m", "bench.launcher", "router.net.apps.storescu", LOOPBACK, str(port), *map(str, files),
-            "-aet", SCU_TITLE, "-aec", SCP_TITLE]
+            "-aet", SCU_TITLE, "-aec", SCP_TITLE, "--async-ops", str(OUR_WINDOW)]
 
 
 def _ours_scp_options(out: Path) -> list[str]:
