@@ -5,7 +5,10 @@ one association. It owns no socket, no thread and no clock: the driver feeds it
 received bytes and the current time, asks it for the bytes to send, the next
 indication for the user, and the next deadline (the ARTIM timer). Two
 connections can be wired together in memory, which is how the state table is
-tested.
+tested. Received bytes are never copied more than needed: a large PDU's rest
+is read by the driver straight into a buffer the connection hands out for it
+(`pdu_buffer`), and the fragments of a decoded P-DATA-TF are views of bytes
+that are never written again, so a data-set sink may keep them.
 
 After an invalid PDU has been answered with an A-ABORT, the bytes that follow
 are not PDUs (the framing is lost): they are discarded until the transport
