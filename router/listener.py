@@ -14,7 +14,9 @@ lost (the bus cannot take it, the process is killed), the file is still in
 `incoming/`, where a worker's spool scan finds it within a few seconds. A
 spool that is over `spool_limit` or cannot be written gets 0xA700 (Out of
 Resources) with the reason as its Error Comment, and nothing of the instance
-stays behind.
+stays behind. A sender that proposes an asynchronous operations window may keep
+up to `MAXIMUM_OUTSTANDING` C-STOREs outstanding: each is still answered only
+once it is spooled, in order.
 
 Signals are blocked in every thread and taken by the main thread with
 `sigwait`. SIGTERM or SIGINT stop accepting, let open associations finish
@@ -45,6 +47,7 @@ from router.bus import InstanceAccepted, encode, sender, worker_endpoints
 from router.config import Config, ConfigError, RouterSettings, load_config
 from router.logs import FIELDS, setup_logging
 from router.net import evt
+from router.net.acceptor import allow_outstanding
 from router.net.ae import AE
 from router.net.codes import reject_reason_text
 from router.net.contexts import accept_all_storage
@@ -58,6 +61,7 @@ DRAIN_TIMEOUT = 30.0  # seconds open associations get to finish after SIGTERM
 BUS_LINGER_MS = 2000  # how long unsent announcements may hold up the exit
 USAGE_REFRESH_INTERVAL = 1.0  # seconds between re-reads of incoming/'s size
 MAXIMUM_ASSOCIATIONS = 32  # per listener process
+MAXIMUM_OUTSTANDING = 16  # C-STOREs a sender may send ahead of the responses, if it proposes a window
 LIVE_KEYS = ("allowed_calling_ae", "durability", "spool_limit", "max_pdu")  # a SIGHUP applies these
 SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 ANNOUNCE_BATCH = 256  # announcements sent as one multipart message at most
@@ -206,7 +210,12 @@ class Listener:
         settings = self.settings
         self._apply(settings)
         self.announcer = Announcer(worker_endpoints(self.spool.bus, settings.bus, settings.workers))
-        handlers = [(evt.EVT_C_STORE, self.store), (evt.EVT_REJECTED, log_rejected), (evt.EVT_ABORTED, log_aborted)]
+        handlers = [
+            (evt.EVT_C_STORE, self.store),
+            (evt.EVT_ASYNC_OPS, allow_outstanding(MAXIMUM_OUTSTANDING)),
+            (evt.EVT_REJECTED, log_rejected),
+            (evt.EVT_ABORTED, log_aborted),
+        ]
         address = (settings.listen.host, settings.listen.port)
         try:
             self.server = self.ae.start_server(address, block=False, evt_handlers=handlers, reuse_port=True)

@@ -177,10 +177,12 @@ def test_instances_are_spooled_bit_for_bit_and_announced(library, peers, client,
 
     dcmtk_storescu(tmp_path, listener.port, dcmtk_sent, client)
     result = client(
-        our_app("storescu", LOOPBACK, str(listener.port), *(str(i.path) for i in ours_sent), "-aet", "OURSCU", "-aec", "ROUTER"),
+        our_app("storescu", LOOPBACK, str(listener.port), *(str(i.path) for i in ours_sent), "-aet", "OURSCU", "-aec", "ROUTER",
+                "-d", "--async-ops", "8"),
         timeout=TRANSFER_TIMEOUT,
     )
     assert result.returncode == 0, result.output
+    assert "Accepted Asynchronous Operations Window Negotiation: invoked 8, performed 1" in result.output
 
     sent = dcmtk_sent + ours_sent
     messages = {message.sop_instance_uid: message for message in bus.take_exactly(len(sent))}
