@@ -31,7 +31,7 @@ from router.net.pdu import PDataTF
 from router.net.pdu import decode as pdu_decode
 from router.net.presentation import PresentationContext, uid_name
 from router.net.received import SpoolingSink, file_header
-from router.net.sources import BLOCK_SIZE, DatasetSource, FileRegion, as_bytes
+from router.net.sources import BLOCK_SIZE, DatasetSource
 from router.net.services import normalized, query, retrieve, serve_request, storage, verification
 
 if TYPE_CHECKING:
@@ -116,9 +116,9 @@ class Association:
         if self.handlers.is_bound(evt.EVT_DATA_RECV):
             self.notify(evt.EVT_DATA_RECV, data=data.tobytes())
 
-    def _on_data_sent(self, chunks: list[bytes | memoryview | FileRegion]) -> None:
+    def _on_data_sent(self, chunks: list[bytes | memoryview]) -> None:
         if self.handlers.is_bound(evt.EVT_DATA_SENT):  # joined only for a watcher: it copies every byte
-            self.notify(evt.EVT_DATA_SENT, data=b"".join(map(as_bytes, chunks)))
+            self.notify(evt.EVT_DATA_SENT, data=b"".join(chunks))
 
     def _on_pdu_sent(self, pdu: Any) -> None:
         self.notify(evt.EVT_PDU_SENT, pdu=pdu)
@@ -258,17 +258,17 @@ class Association:
             connection.send_data(pdu, self.link.now())
         link, observed = self.link, self.handlers.is_bound(evt.EVT_PDU_SENT)
 
-        def written_pieces() -> Iterator[memoryview | FileRegion]:
-            for piece in source.pieces(data_set_pdus_block_size(peer_max, BLOCK_SIZE)):
-                yield piece
-                link.flush()  # the piece's PDUs are queued: one write for all of them
+        def written_blocks() -> Iterator[memoryview]:
+            for block in source.blocks(data_set_pdus_block_size(peer_max, BLOCK_SIZE)):
+                yield block
+                link.flush()  # the block's PDUs are queued: one write for all of them
 
-        for chunks in data_set_pdus(context_id, written_pieces(), source.length, peer_max):
+        for chunks in data_set_pdus(context_id, written_blocks(), source.length, peer_max):
             if link.closed:
                 break
             connection.send_raw_data(chunks, link.now())
             if observed:  # the PDU as an object only for those who watch: decoding costs
-                self.notify(evt.EVT_PDU_SENT, pdu=pdu_decode(b"".join(map(as_bytes, chunks)), 0).pdu)
+                self.notify(evt.EVT_PDU_SENT, pdu=pdu_decode(b"".join(chunks), 0).pdu)
         link.flush()
         if link.closed:
             self.process_indications()  # learn how it ended (the peer's abort, a lost connection)

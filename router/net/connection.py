@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Callable, Union
+from typing import Callable, Union
 
 from router.net.codes import AbortReason, AbortSource, RejectResult, RejectSource
 from router.net.codes import AcseRejectReason
@@ -163,7 +163,7 @@ class Connection:
         self._needed = HEADER_LENGTH  # bytes needed before decoding can make progress
         self._pdu_buffer: bytearray | None = None  # a large PDU being read into a buffer of its own
         self._pdu_filled = 0  # how much of it has arrived
-        self._outgoing: list[Any] = []  # bytes, memoryviews, file regions: the driver writes them
+        self._outgoing: list[bytes | memoryview] = []
         self._indications: deque[Indication] = deque()
         self._pdu: Pdu | None = None  # the PDU behind the event being handled
         self._error: PduError | None = None
@@ -250,12 +250,11 @@ class Connection:
         """P-DATA request (Evt9)."""
         self._primitive(Event.DATA_REQUEST, now, pdu)
 
-    def send_raw_data(self, encoded: bytes | tuple[Any, ...], now: float) -> None:
+    def send_raw_data(self, encoded: bytes | tuple[bytes | memoryview, ...], now: float) -> None:
         """P-DATA request (Evt9) for a P-DATA-TF the caller already encoded.
 
         It may come as the chunks that make it up, written in order without
-        being joined: bytes, memoryviews (valid until flushed) or regions of a
-        file the driver sends as they are (sources.FileRegion).
+        being joined; a memoryview among them must stay valid until flushed.
         """
         self._primitive(Event.DATA_REQUEST, now, encoded)
 
@@ -274,7 +273,7 @@ class Connection:
         self._primitive(Event.ABORT_REQUEST, now)
 
     # ---- outputs ----------------------------------------------------------
-    def data_to_send(self) -> list[Any]:
+    def data_to_send(self) -> list[bytes | memoryview]:
         """Take the encoded PDUs waiting to be written, in order."""
         outgoing, self._outgoing = self._outgoing, []
         return outgoing
@@ -351,7 +350,7 @@ class Connection:
         if new is State.STA1 and old is not State.STA1:
             self._indications.append(Closed())
 
-    def _send(self, pdu: Pdu | bytes | tuple[Any, ...]) -> None:
+    def _send(self, pdu: Pdu | bytes | tuple[bytes | memoryview, ...]) -> None:
         if isinstance(pdu, bytes):
             self._outgoing.append(pdu)
             return

@@ -92,14 +92,6 @@ def encode_single_pdu(context_id: int, command: bytes, max_pdu_length: int) -> b
     return pdata_header(length) + pdv_header(context_id, True, True, len(command)) + command
 
 
-class Piece(Protocol):
-    """A block of a data set to send: a memoryview, or a region of a file (sources.FileRegion)."""
-
-    def __len__(self) -> int: ...
-
-    def __getitem__(self, part: slice) -> Piece: ...
-
-
 def data_set_pdus_block_size(max_pdu_length: int, most: int) -> int:
     """The largest block size up to `most` that `data_set_pdus` cuts into full fragments only
     (a block that ends in a sliver would send a PDU of a few bytes per block)."""
@@ -118,18 +110,16 @@ def data_fragment_size(max_pdu_length: int) -> int:
 
 
 def data_set_pdus(
-    context_id: int, blocks: Iterable[Piece], length: int, max_pdu_length: int
-) -> Iterator[tuple[bytes | Piece, ...]]:
+    context_id: int, blocks: Iterable[memoryview], length: int, max_pdu_length: int
+) -> Iterator[tuple[bytes | memoryview, ...]]:
     """Encoded P-DATA-TF PDUs carrying a data set of `length` bytes read as `blocks`.
 
     For data sets too large to hold: each PDU is encoded as the blocks arrive,
-    one PDV per PDU, fragments as large as the peer's maximum allows. A block
-    is anything with a length that slices like a memoryview (a view, or a
-    region of a file the driver sends without reading it). A PDU comes as the
-    chunks that follow each other on the wire: its 12 bytes of headers, then
-    its fragment, a slice of the block (not a copy), then the NUL that pads an
-    odd total length. ValueError if the blocks hold more or fewer than
-    `length` bytes.
+    one PDV per PDU, fragments as large as the peer's maximum allows. A PDU
+    comes as the chunks that follow each other on the wire: its 12 bytes of
+    headers, then its fragment, a view of the block (not a copy), then the NUL
+    that pads an odd total length. ValueError if the blocks hold more or fewer
+    than `length` bytes.
     """
     size = data_fragment_size(max_pdu_length)
     sent = 0

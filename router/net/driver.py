@@ -8,7 +8,6 @@ It never polls: a blocking read waits exactly until the next deadline.
 
 from __future__ import annotations
 
-import os
 import socket
 import ssl
 import struct
@@ -16,7 +15,6 @@ import time
 from typing import Iterator
 
 from router.net.connection import Connection, Indication
-from router.net.sources import FileRegion, as_bytes
 
 READ_SIZE = 1 << 20
 MAX_IOVEC = 1024  # buffers one sendmsg may gather (IOV_MAX on Linux)
@@ -102,40 +100,21 @@ class Link:
         if self.connection.is_closed:
             self.close()
 
-    def _write(self, chunks: list[bytes | memoryview | FileRegion]) -> int:
-        """Send every chunk: runs of bytes gathered by the kernel (sendmsg) rather than joined
-        here, file regions with sendfile (flagged MSG_MORE, the bytes before one wait for it)."""
-        if isinstance(self.sock, ssl.SSLSocket):  # TLS has neither sendmsg nor sendfile
-            data = b"".join(map(as_bytes, chunks))
+    def _write(self, chunks: list[bytes | memoryview]) -> int:
+        """Send every chunk, gathered by the kernel (sendmsg) rather than joined here."""
+        if len(chunks) == 1 or isinstance(self.sock, ssl.SSLSocket):  # TLS has no sendmsg
+            data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
             self.sock.sendall(data)
             return len(data)
-        run: list[bytes | memoryview] = []
-        for chunk in chunks:
-            if isinstance(chunk, FileRegion):
-                self._send_run(run, socket.MSG_MORE)
-                self._send_region(chunk)
-                run = []
-            else:
-                run.append(chunk)
-        self._send_run(run, 0)
-        return sum(map(len, chunks))
-
-    def _send_run(self, chunks: list[bytes | memoryview], flags: int) -> None:
+        total = sum(map(len, chunks))
         views = [memoryview(chunk) for chunk in chunks]
         while views:
-            sent = self.sock.sendmsg(views[:MAX_IOVEC], (), flags)
+            sent = self.sock.sendmsg(views[:MAX_IOVEC])
             while sent and sent >= len(views[0]):
                 sent -= len(views.pop(0))
             if sent:
                 views[0] = views[0][sent:]
-
-    def _send_region(self, region: FileRegion) -> None:
-        offset, left = region.offset, region.length
-        while left:
-            sent = os.sendfile(self.sock.fileno(), region.fd, offset, left)
-            if not sent:
-                raise OSError(f"the file ended {left} bytes before the data set it was to hold")
-            offset, left = offset + sent, left - sent
+        return total
 
     def close(self) -> None:
         """Close the socket without lingering (idempotent)."""

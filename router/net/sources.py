@@ -1,13 +1,12 @@
 """What an SCU sends a data set from: an encoded buffer, or a Part 10 file streamed in blocks.
 
 `source_for(dataset_or_path)` returns a `DatasetSource`: the SOP class and
-instance, the transfer syntax the bytes are in, their length, and `pieces()`
-yielding them. A file is never read into memory: its pieces are regions of the
-open file (`FileRegion`) that the driver sends with sendfile, unless it is
-smaller than `read_whole_below`: then it is read at once, with one open (a
-sender of many small files saves a second open and a walk of the file meta
-through small reads); a pydicom Dataset is encoded in the transfer syntax its
-file meta names (Implicit VR Little Endian when it names none).
+instance, the transfer syntax the bytes are in, their length, and `blocks()`
+yielding them. A file is read block by block into one reused buffer and never
+held whole, unless it is smaller than `read_whole_below`: then it is read at
+once, with one open (a sender of many small files saves a second open and a
+walk of the file meta through small reads); a pydicom Dataset is encoded in the transfer syntax its file meta
+names (Implicit VR Little Endian when it names none).
 """
 
 from __future__ import annotations
@@ -15,6 +14,7 @@ from __future__ import annotations
 import io
 import os
 import struct
+import threading
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -46,52 +46,43 @@ class DatasetSource:
     path: str | None = None
     offset: int = 0
 
-    def pieces(self, size: int = BLOCK_SIZE) -> Iterator[memoryview | FileRegion]:
-        """The data set in order, in pieces of at most `size` bytes: views of `data`, or regions
-        of the open file (valid while this generator runs), which the driver hands to the kernel
-        with sendfile: the file's bytes are never copied through Python.
-
-        ValueError if the file no longer holds `length` bytes after `offset`.
-        """
+    def blocks(self, size: int = BLOCK_SIZE) -> Iterator[memoryview]:
+        """The data set in order, as views of at most `size` bytes (valid until the next one)."""
         if self.data is not None:
             view = memoryview(self.data)
             for start in range(0, len(view), size):
                 yield view[start : start + size]
             return
         assert self.path is not None
-        fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        buffer = _take_buffer(max(1, min(size, self.length)))
         try:
-            if os.fstat(fd).st_size - self.offset != self.length:
-                raise ValueError(f"{self.path} no longer holds the {self.length} bytes announced")
-            for start in range(0, self.length, size):
-                yield FileRegion(fd, self.offset + start, min(size, self.length - start))
+            with open(self.path, "rb", buffering=0) as file:
+                file.seek(self.offset)
+                while count := file.readinto(buffer):
+                    yield buffer[:count]
         finally:
-            os.close(fd)
+            _SPARE.buffer = buffer.obj
 
 
-@dataclass(frozen=True, slots=True)
-class FileRegion:
-    """`length` bytes of the open file `fd` from `offset`: a piece of a data set not read into memory."""
+class _SpareBuffer(threading.local):
+    """The read buffer a thread's last file left: the next file reuses it.
 
-    fd: int
-    offset: int
-    length: int
+    Allocating (and zeroing) a fresh buffer per file cost a sender about a
+    fifth of its CPU time for 0.5 MB instances. A buffer is taken out while a
+    file is read, so two files read at once in one thread never share one.
+    """
 
-    def __len__(self) -> int:
-        return self.length
-
-    def __getitem__(self, part: slice) -> FileRegion:
-        start, stop, _ = part.indices(self.length)
-        return FileRegion(self.fd, self.offset + start, max(0, stop - start))
-
-    def read(self) -> bytes:
-        """The bytes themselves (for a transport without sendfile, or an observer)."""
-        return os.pread(self.fd, self.length, self.offset)
+    buffer: bytearray | None = None
 
 
-def as_bytes(chunk: bytes | memoryview | FileRegion) -> bytes | memoryview:
-    """A chunk of outgoing data as bytes: a file region is read."""
-    return chunk.read() if isinstance(chunk, FileRegion) else chunk
+_SPARE = _SpareBuffer()
+
+
+def _take_buffer(size: int) -> memoryview:
+    spare, _SPARE.buffer = _SPARE.buffer, None
+    if spare is None or len(spare) < size:
+        spare = bytearray(size)
+    return memoryview(spare)[:size]
 
 
 def source_for(dataset_or_path: Dataset | DatasetSource | str | os.PathLike, read_whole_below: int = 0) -> DatasetSource:

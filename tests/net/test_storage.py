@@ -37,7 +37,7 @@ from router.net.pdu_items import AsyncOperationsWindow
 from router.net.contexts import accept_all_storage
 from router.net.dimse_messages import CStoreRSP, Priority
 from router.net.services.storage import c_store_response
-from router.net.sources import DatasetSource, as_bytes, source_for
+from router.net.sources import DatasetSource, source_for
 from router.net.status import SUCCESS
 from tests.conftest import LOOPBACK, wait_until
 from tests.interop import store_data
@@ -394,7 +394,7 @@ def test_a_file_below_read_whole_below_is_read_at_once_and_sent_alike(pair, inst
 
     source = source_for(instance.path, read_whole_below=64 << 10)
     assert (source.data is not None) is in_memory and source.path == str(instance.path)
-    assert b"".join(map(as_bytes, source.pieces())) == store_data.data_part(instance.path)
+    assert bytes(b"".join(source.blocks())) == store_data.data_part(instance.path)
     assert source.length == len(store_data.data_part(instance.path))
     assert assoc.send_c_store(source).Status == SUCCESS
 
@@ -576,17 +576,17 @@ class CutShort(Exception):
 
 
 def interrupted_source(path: Path, cut: Callable[[], None], after_blocks: int = 4, block: int = 32 << 10) -> DatasetSource:
-    """The file's source, whose pieces stop after `after_blocks`: `cut()` runs, then CutShort."""
+    """The file's source, whose blocks stop after `after_blocks`: `cut()` runs, then CutShort."""
     source = source_for(path)
 
-    def pieces(size: int = block):
-        for index, piece in enumerate(DatasetSource.pieces(source, block)):
+    def blocks(size: int = block):
+        for index, piece in enumerate(DatasetSource.blocks(source, block)):
             if index == after_blocks:
                 cut()
                 raise CutShort
             yield piece
 
-    source.pieces = pieces  # type: ignore[method-assign]
+    source.blocks = blocks  # type: ignore[method-assign]
     return source
 
 
