@@ -7,7 +7,9 @@ fits, and where a large data set goes: spooled to `ae.spool_directory` past
 `ae.spool_threshold`, renamed by `save_as` (copied only onto another file
 system, or when saved a second time), removed when the handler does not keep
 it or the association ends mid data set. An SCP that aborts mid data set ends
-the SCU's call at once.
+the SCU's call at once. Pipelined C-STOREs (`send_c_stores`): the window the
+acceptor allows is the one the requestor uses, requests really go ahead of the
+responses, outcomes come back in order, and without a window it is one at a time.
 """
 
 from __future__ import annotations
