@@ -63,7 +63,14 @@ def c_store_response(
     status Dataset cost a quarter of the CPU of sending a small instance.
     """
     assoc.require_established()
-    message_id = _send_request(assoc, dataset, msg_id, priority, originator_aet, originator_id)
+    message_id = _send_request(
+        assoc,
+        dataset,
+        msg_id,
+        priority=Priority(priority),
+        move_originator_application_entity_title=originator_aet or "",
+        move_originator_message_id=originator_id,
+    )
     return _response(assoc, message_id)
 
 
@@ -109,25 +116,14 @@ def _outcome(assoc: "Association", dataset: Any, sent: int | ValueError | None) 
 
 
 def _send_request(
-    assoc: "Association",
-    dataset: Dataset | DatasetSource | str | os.PathLike,
-    msg_id: int | None = None,
-    priority: int = Priority.LOW,
-    originator_aet: str | None = None,
-    originator_id: int | None = None,
+    assoc: "Association", dataset: Dataset | DatasetSource | str | os.PathLike, msg_id: int | None = None, **fields: Any
 ) -> int:
-    """Send one C-STORE-RQ and its data set; its message ID. ValueError if no context carries it."""
+    """Send one C-STORE-RQ (its optional `fields` as CStoreRQ names them) and its data set; its
+    message ID. ValueError if no accepted context carries the data set."""
     source = source_for(dataset)
     context = assoc.find_context(source.sop_class_uid, as_scu=True, transfer_syntax=source.transfer_syntax)
     message_id = assoc.next_message_id() if msg_id is None else msg_id
-    request = CStoreRQ(
-        message_id,
-        source.sop_class_uid,
-        source.sop_instance_uid,
-        priority=Priority(priority),
-        move_originator_application_entity_title=originator_aet or "",
-        move_originator_message_id=originator_id,
-    )
+    request = CStoreRQ(message_id, source.sop_class_uid, source.sop_instance_uid, **fields)
     LOGGER.info("Sending Store Request: MsgID %d", message_id)
     assoc.send_message(context.context_id, request, source)
     return message_id
