@@ -239,23 +239,29 @@ class Association:
             return
         assert self.link is not None
         command = encode_command(message, dataset is not None)
-        connection, now, peer_max = self.link.connection, self.link.now(), self.peer.maximum_length or 0
-        single = None
-        if dataset is None and not self.handlers.is_bound(evt.EVT_PDU_SENT):
-            single = encode_single_pdu(context_id, command, peer_max)
-        if single is not None:
-            connection.send_raw_data(single, now)
+        if dataset is None:
+            self._queue_command(context_id, command)
         else:
-            for pdu in fragment(context_id, command, dataset, peer_max):
-                connection.send_data(pdu, now)
+            for pdu in fragment(context_id, command, dataset, self.peer.maximum_length or 0):
+                self.link.connection.send_data(pdu, self.link.now())
         self.link.flush()
         self.notify(evt.EVT_DIMSE_SENT, message=message, context_id=context_id)
+
+    def _queue_command(self, context_id: int, command: bytes) -> None:
+        """Queue a command set's PDUs: one encoded P-DATA-TF when it fits and nobody watches PDUs."""
+        assert self.link is not None
+        connection, now, peer_max = self.link.connection, self.link.now(), self.peer.maximum_length or 0
+        single = None if self.handlers.is_bound(evt.EVT_PDU_SENT) else encode_single_pdu(context_id, command, peer_max)
+        if single is not None:
+            connection.send_raw_data(single, now)
+            return
+        for pdu in fragment(context_id, command, None, peer_max):
+            connection.send_data(pdu, now)
 
     def _send_streamed(self, context_id: int, message: Any, source: DatasetSource) -> None:
         assert self.link is not None
         connection, peer_max = self.link.connection, self.peer.maximum_length or 0
-        for pdu in fragment(context_id, encode_command(message, True), None, peer_max):
-            connection.send_data(pdu, self.link.now())
+        self._queue_command(context_id, encode_command(message, True))
         link, observed = self.link, self.handlers.is_bound(evt.EVT_PDU_SENT)
 
         def written_blocks() -> Iterator[memoryview]:
