@@ -28,6 +28,7 @@ PREAMBLE_LENGTH = 128
 MAGIC = b"DICM"
 META_GROUP = 0x0002
 BLOCK_SIZE = 1 << 20
+META_HEAD = 4096  # bytes read at once to find the file meta (it rarely takes 400)
 _TAG_VR = struct.Struct("<HH2s")
 _SHORT_LENGTH = struct.Struct("<H")
 _LONG_LENGTH = struct.Struct("<2xI")
@@ -96,23 +97,22 @@ def source_for(dataset_or_path: Dataset | DatasetSource | str | os.PathLike, rea
     if isinstance(dataset_or_path, Dataset):
         return _from_dataset(dataset_or_path)
     path = os.fspath(dataset_or_path)
-    with open(path, "rb") as file:
-        whole = file.read(read_whole_below) if read_whole_below else b""
-        if len(whole) < read_whole_below:  # the end of the file came first
-            meta = _read_meta(io.BytesIO(whole))
-        else:
-            whole = b""
+    with open(path, "rb", buffering=0) as file:
+        size = os.fstat(file.fileno()).st_size
+        head = file.read(max(read_whole_below, META_HEAD))  # one read: the file meta, or the whole file
+        meta = _read_meta(io.BytesIO(head))
+        if meta is not None and meta[_DATA_OFFSET] >= len(head) < size:  # a file meta longer than the head
             file.seek(0)
             meta = _read_meta(file)
     if meta is None or not all(meta.get(element) for element in _META_UIDS):
         return _from_dataset(dcmread(path, force=True))  # no usable file meta: decode, encode again
     offset = meta[_DATA_OFFSET]
-    data = whole[offset:] if whole else None
+    data = head[offset:] if size < read_whole_below else None
     return DatasetSource(
         sop_class_uid=meta[_SOP_CLASS],
         sop_instance_uid=meta[_SOP_INSTANCE],
         transfer_syntax=meta[_TRANSFER_SYNTAX],
-        length=os.path.getsize(path) - offset if data is None else len(data),
+        length=size - offset,
         data=data,
         path=path,
         offset=offset,

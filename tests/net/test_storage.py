@@ -849,3 +849,21 @@ def test_send_c_stores_after_the_peer_aborts_yields_none_for_the_rest(pair, inst
 
     assert len(outcomes) == 6 and all(outcome is None for _, outcome in outcomes)
     assert not assoc.is_established
+
+
+@pytest.mark.parametrize("read_whole_below", [0, 64 << 10])
+def test_a_file_meta_longer_than_the_first_read_is_walked_in_the_file(instances, tmp_path, read_whole_below):
+    """Private Information (0002,0102) of 10 KB pushes the data set past the 4 KiB read first."""
+    instance = instances["explicit"][store_data.SMALL]
+    ds = pydicom.dcmread(instance.path)
+    ds.file_meta.PrivateInformationCreatorUID = "1.2.3.4"
+    ds.file_meta.PrivateInformation = b"\x01" * 10_000
+    path = tmp_path / "long-meta.dcm"
+    ds.save_as(path, enforce_file_format=True)
+
+    source = source_for(path, read_whole_below)
+
+    assert (source.sop_instance_uid, source.transfer_syntax) == (instance.sop_instance_uid, instance.transfer_syntax)
+    assert source.offset > 10_000
+    assert b"".join(bytes(block) for block in source.blocks()) == store_data.data_part(path)
+    assert (source.data is not None) is bool(read_whole_below)
