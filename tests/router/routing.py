@@ -238,10 +238,14 @@ class StorescuReader:
 class Stream:
     """DCMTK storescu sending `instances` to the router in batches, one association each, in a thread."""
 
-    def __init__(self, port: int, instances: list[Instance], directory: Path, batch: int = BATCH) -> None:
+    def __init__(
+        self, port: int, instances: list[Instance], directory: Path, batch: int = BATCH, hold_after: int | None = None
+    ) -> None:
         self.port = port
         self.instances = instances
         self.batch = batch
+        self.hold_after = hold_after  # batches sent before it waits for `release()` (None: never waits)
+        self._released = threading.Event()
         self.uids_by_path = {str(instance.path): instance.sop_instance_uid for instance in instances}
         directory.mkdir(parents=True, exist_ok=True)
         self.config = exact_contexts_config(directory / f"storescu-{id(self)}.cfg", instances)
@@ -265,7 +269,9 @@ class Stream:
 
     def _run(self) -> None:
         try:
-            for first in range(0, len(self.instances), self.batch):
+            for index, first in enumerate(range(0, len(self.instances), self.batch)):
+                if index == self.hold_after:
+                    self._released.wait(BATCH_TIMEOUT)
                 if self._stop.is_set():
                     return
                 self._send(self.instances[first : first + self.batch])
@@ -302,6 +308,10 @@ class Stream:
     def stop(self) -> None:
         """No batch after the current one."""
         self._stop.set()
+
+    def release(self) -> None:
+        """Go on after `hold_after` batches."""
+        self._released.set()
 
     def join(self, timeout: float) -> Responses:
         """Wait for the last batch (bounded); what was answered."""

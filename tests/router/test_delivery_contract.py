@@ -163,12 +163,13 @@ def test_a_destination_down_for_a_while_gets_everything_and_the_other_is_not_hel
     setup.write()
     router = routers.start(setup)
 
-    stream = Stream(router.port, sent, tmp_path, batch=20).start()
+    stream = Stream(router.port, sent, tmp_path, batch=20, hold_after=2).start()  # waits after 40
     before = tmp_path / "pacs-before"
     assert wait_until(lambda: count_files(before) >= 20, STREAM_TIMEOUT), router.output()
     stop_storescp(pacs)  # down mid-stream, its open associations with it
     down_at = time.monotonic()
     assert stream.is_running(), "the PACS went down after the stream ended"
+    stream.release()
     acknowledged = stream.join(STREAM_TIMEOUT).acknowledged
     assert sorted(acknowledged) == sorted(uids_of(sent))
 
