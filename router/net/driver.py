@@ -15,9 +15,9 @@ import time
 from typing import Iterator
 
 from router.net.connection import Connection, Indication
+from router.net.gather import write_gathered
 
 READ_SIZE = 1 << 20
-MAX_IOVEC = 1024  # buffers one sendmsg may gather (IOV_MAX on Linux)
 SEND_TIMEOUT = 60.0  # a peer that stops reading for this long is treated as gone
 EARLY_WAKE = 0.9  # arm the kernel timeout a little short so later, shorter waits reuse it
 MICROSECONDS = 1_000_000
@@ -106,15 +106,8 @@ class Link:
             data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
             self.sock.sendall(data)
             return len(data)
-        total = sum(map(len, chunks))
-        views = [memoryview(chunk) for chunk in chunks]
-        while views:
-            sent = self.sock.sendmsg(views[:MAX_IOVEC])
-            while sent and sent >= len(views[0]):
-                sent -= len(views.pop(0))
-            if sent:
-                views[0] = views[0][sent:]
-        return total
+        write_gathered(self.sock.sendmsg, chunks)
+        return sum(map(len, chunks))
 
     def close(self) -> None:
         """Close the socket without lingering (idempotent)."""

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import UID
 
+from router.net.gather import write_gathered
+
 PREAMBLE = b"\0" * 128 + b"DICM"
 DEFAULT_SPOOL_THRESHOLD = 8 << 20
 FILE_META_VERSION = b"\x00\x01"
@@ -33,7 +35,6 @@ COPY_BUFFER = 1 << 20
 WRITE_BUFFER = 1 << 20  # a spool file is written in 1 MiB pieces, not one system call per fragment
 SPOOL_FILE_MODE = 0o666
 SAVED_FILE_MODE = 0o666  # as open(path, "wb"): the umask decides
-MAX_IOVEC = 1024  # buffers per writev (the usual IOV_MAX)
 META_GROUP = 0x0002
 
 
@@ -116,17 +117,6 @@ def _text(value: str) -> bytes:
     return encoded + b" " if len(encoded) % 2 else encoded
 
 
-def write_parts(fd: int, parts: list[bytes | memoryview]) -> None:
-    """Write every part, in order, to the open file descriptor `fd` (gathered, partial writes resumed)."""
-    views = [memoryview(part).cast("B") for part in parts if len(part)]
-    while views:
-        written = os.writev(fd, views[:MAX_IOVEC])
-        while views and written >= len(views[0]):
-            written -= len(views.pop(0))
-        if written:
-            views[0] = views[0][written:]
-
-
 @dataclass
 class ReceivedDataset:
     """A received data set: in memory (`parts`), or in the file at `path` after `data_offset` bytes."""
@@ -138,11 +128,6 @@ class ReceivedDataset:
     length: int = 0
     spooled: bool = False  # `path` is our spool file, removed by `discard`
     error: str | None = None  # why the data set could not be kept (e.g. the disk is full)
-
-    @property
-    def data(self) -> bytes | None:
-        """The data set's bytes when it is held in memory (joined on each call), else None."""
-        return None if self.parts is None else b"".join(self.parts)
 
     def encoded(self, include_meta: bool = True) -> bytes:
         """The data set bytes as received (with preamble and file meta if `include_meta`)."""
@@ -172,7 +157,7 @@ class ReceivedDataset:
             return
         handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), SAVED_FILE_MODE)
         try:
-            write_parts(handle, [self.file_header, *(self.parts or ())])
+            write_gathered(functools.partial(os.writev, handle), [self.file_header, *(self.parts or ())])
         finally:
             os.close(handle)
 
@@ -238,7 +223,7 @@ class SpoolingSink:
 
     def _write_held(self) -> None:
         assert self._fd is not None
-        write_parts(self._fd, self._parts)
+        write_gathered(functools.partial(os.writev, self._fd), self._parts)
         self._parts, self._held = [], 0
 
     def finish(self) -> ReceivedDataset:

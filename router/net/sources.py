@@ -99,7 +99,7 @@ def source_for(dataset_or_path: Dataset | DatasetSource | str | os.PathLike, rea
     path = os.fspath(dataset_or_path)
     with open(path, "rb", buffering=0) as file:
         size = os.fstat(file.fileno()).st_size
-        head = file.read(max(read_whole_below, META_HEAD))  # one read: the file meta, or the whole file
+        head = file.read(size if size < read_whole_below else META_HEAD)  # one read: the whole file, or its meta
         meta = _read_meta(io.BytesIO(head))
         if meta is not None and meta[_DATA_OFFSET] >= len(head) < size:  # a file meta longer than the head
             file.seek(0)

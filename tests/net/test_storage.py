@@ -122,18 +122,23 @@ class StorePair:
         self.stored.mkdir()
         self.associations = []
 
-    def serve(self, handler: Callable | None = None, threshold: int | None = None, ae: AE | None = None) -> AE:
+    def serve(
+        self, handler: Callable | None = None, threshold: int | None = None, ae: AE | None = None, also: tuple = ()
+    ) -> AE:
+        """Our SCP with `handler` bound to EVT_C_STORE and the `also` (event, handler) pairs."""
         ae = ae or scp_ae(self.spool, threshold)
-        handlers = [] if handler is None else [(evt.EVT_C_STORE, handler)]
+        handlers = ([] if handler is None else [(evt.EVT_C_STORE, handler)]) + list(also)
         self.server = self.our_server.start(ae, evt_handlers=handlers)
         self.scp = ae
         return ae
 
-    def associate(self, contexts: list[tuple[str, list[str]]] | None = None):
+    def associate(self, contexts: list[tuple[str, list[str]]] | None = None, ext_neg=(), evt_handlers=()):
         # One context per class and syntax: an acceptor accepts one syntax per context.
         if contexts is None:
             contexts = [(uid, [ts]) for uid in (CT_IMAGE_STORAGE, MR_IMAGE_STORAGE) for ts in SYNTAXES.values()]
-        assoc = scu_ae(contexts).associate(LOOPBACK, self.server.server_address[1], ae_title=SCP_TITLE)
+        assoc = scu_ae(contexts).associate(
+            LOOPBACK, self.server.server_address[1], ae_title=SCP_TITLE, ext_neg=list(ext_neg), evt_handlers=list(evt_handlers)
+        )
         assert assoc.is_established
         self.associations.append(assoc)
         return assoc
@@ -741,23 +746,13 @@ def test_the_file_header_reads_back_as_the_file_meta_it_names(version, source):
 # ---- pipelined C-STOREs (asynchronous operations window) -------------------------------
 def pipelining_pair(pair, limit: int | None, handler) -> AE:
     """Our SCP, allowing `limit` outstanding operations (None: the default, synchronous)."""
-    ae = scp_ae(pair.spool)
-    server_handlers = [(evt.EVT_C_STORE, handler)]
-    if limit is not None:
-        server_handlers.append((evt.EVT_ASYNC_OPS, allow_outstanding(limit)))
-    pair.server = pair.our_server.start(ae, evt_handlers=server_handlers)
-    return ae
+    return pair.serve(handler, also=() if limit is None else [(evt.EVT_ASYNC_OPS, allow_outstanding(limit))])
 
 
 def associate_asking(pair, invoked: int | None, evt_handlers=()):
+    """An association with CT contexts only, proposing a window of `invoked` (None: none)."""
     ext_neg = [] if invoked is None else [AsyncOperationsWindow(invoked, 1)]
-    contexts = [(CT_IMAGE_STORAGE, [ts]) for ts in SYNTAXES.values()]
-    assoc = scu_ae(contexts).associate(
-        LOOPBACK, pair.server.server_address[1], ae_title=SCP_TITLE, ext_neg=ext_neg, evt_handlers=list(evt_handlers)
-    )
-    assert assoc.is_established
-    pair.associations.append(assoc)
-    return assoc
+    return pair.associate([(CT_IMAGE_STORAGE, [ts]) for ts in SYNTAXES.values()], ext_neg, evt_handlers)
 
 
 @pytest.mark.parametrize(
