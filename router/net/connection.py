@@ -301,15 +301,33 @@ class Connection:
     def _parse(self, now: float) -> None:
         """Decode every complete PDU buffered; keep the partial tail for the next read.
 
-        Decoding works on one object never written again (bytes, or a PDU's
-        own buffer once full), so the fragments of a P-DATA-TF (memoryviews
-        into it) stay valid after the buffer moves on.
-        The chunks of a PDU that spans reads are joined once, when it is whole.
+        Decoding works on objects never written again (bytes, or a PDU's own
+        buffer once full), so the fragments of a P-DATA-TF (memoryviews into
+        them) stay valid after the buffer moves on. A PDU whose start came in
+        earlier reads is completed by joining its own bytes only; the PDUs
+        after it are decoded in place in the last read.
         """
-        data = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
-        view = memoryview(data)
+        last = memoryview(self._chunks.pop())
+        views = [last]
+        if self._chunks:
+            start = b"".join(self._chunks)
+            size = _pdu_size(start + last[:HEADER_LENGTH])
+            taken = min(size - len(start), len(last))
+            views = [memoryview(start + last[:taken]), last[taken:]]
+        rest = last[len(last) :]
+        for view in views:
+            position = self._decode_pdus(view, now)
+            if position < len(view):
+                rest = view[position:]
+                break
+        self._chunks = [rest] if rest else []
+        self._buffered = len(rest)
+        self._needed = _pdu_size(rest)
+
+    def _decode_pdus(self, view: memoryview, now: float) -> int:
+        """Decode the complete PDUs at the start of `view`; how many bytes they took."""
         position = 0
-        while self.state is not State.STA1 and position < len(view):
+        while self.state is not State.STA1 and not self._framing_lost and position < len(view):
             result = decode(view[position:], self.max_pdata_length)
             if isinstance(result, Decoded):
                 position += result.size
@@ -322,10 +340,7 @@ class Connection:
                 self._framing_lost = self.state is State.STA13
             else:
                 break
-        rest = data[position:] if position else data
-        self._chunks = [rest] if rest else []
-        self._buffered = len(rest)
-        self._needed = _pdu_size(rest)
+        return position
 
     def _receive_pdu(self, pdu: Pdu, now: float) -> None:
         if self.on_pdu_received is not None:

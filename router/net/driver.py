@@ -72,6 +72,7 @@ class Link:
         self._kernel_timeouts = not isinstance(sock, ssl.SSLSocket)
         self._armed: float | None = None  # the SO_RCVTIMEO in force; None = wait forever
         self._buffer = memoryview(bytearray(READ_SIZE))  # reused: no allocation per read
+        self._streaming = False  # the last read filled READ_SIZE: the peer streams to us
         if self._kernel_timeouts:
             sock.settimeout(None)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(SEND_TIMEOUT))
@@ -185,7 +186,7 @@ class Link:
         """One read fed to the connection (an end of transport too); False if nothing came in time.
 
         A large PDU's rest goes straight into the PDU's own buffer; anything
-        else into the reused read buffer, copied out as bytes for decoding.
+        else is read as bytes of its own (`_read_bytes`).
         """
         if self.closed:
             self.connection.receive_data(b"", self.now())
@@ -199,17 +200,30 @@ class Link:
         else:
             self.sock.settimeout(0.0)
         try:
-            size = self.sock.recv_into(self._buffer if target is None else target, 0, flags)
+            received = self._read_bytes(flags) if target is None else target[: self.sock.recv_into(target, 0, flags)]
         except (socket.timeout, BlockingIOError, ssl.SSLWantReadError):
             return False  # the timeout passed (or the kernel woke us early: the caller loops)
         except OSError:
-            size = 0
-        self.bytes_received += size
-        received = self._buffer[:size] if target is None else target[:size]
-        if size and self.on_data_received is not None:
-            self.on_data_received(received)
+            received = b""
+        self.bytes_received += len(received)
+        if received and self.on_data_received is not None:
+            self.on_data_received(memoryview(received))
         if target is not None:
-            self.connection.pdu_buffer_filled(size, self.now())
+            self.connection.pdu_buffer_filled(len(received), self.now())
         else:
-            self.connection.receive_data(received.tobytes(), self.now())
+            self.connection.receive_data(received, self.now())
         return True
+
+    def _read_bytes(self, flags: int) -> bytes:
+        """One read, as a bytes object of its own.
+
+        While the peer streams (the last read filled READ_SIZE), straight into a
+        fresh object: no copy. Otherwise into the reused buffer, copied out: a
+        small read costs less to copy than a fresh READ_SIZE object to allocate.
+        """
+        if self._streaming:
+            data = self.sock.recv(READ_SIZE, flags)
+        else:
+            data = self._buffer[: self.sock.recv_into(self._buffer, 0, flags)].tobytes()
+        self._streaming = len(data) == READ_SIZE
+        return data

@@ -853,6 +853,23 @@ def test_received_fragments_stay_valid_after_later_reads():
     assert bytes(received.pdu.pdvs[0].data) == b"first fragment"
 
 
+def test_a_pdu_spanning_reads_is_joined_alone_and_the_rest_of_the_read_decoded_in_place():
+    req = in_state(6, REQ)
+    first = PDataTF((PDV(1, False, False, b"spans two reads"),))
+    second = PDataTF((PDV(1, False, True, b"in the second read"),))
+    stream = encode(first) + encode(second) + encode(ReleaseRQ())
+    split = 9  # inside the first PDU's PDV header
+    req.receive_data(stream[:split], NOW)
+    assert indications(req) == []
+    last_read = stream[split:-2]  # ends inside the A-RELEASE-RQ
+    req.receive_data(last_read, NOW)
+    spanning, after = indications(req)
+    assert (spanning, after) == (DataReceived(first), DataReceived(second))
+    assert after.pdu.pdvs[0].data.obj is last_read  # a view of the read, not a copy
+    req.receive_data(stream[-2:], NOW)
+    assert indications(req) == [ReleaseRequested()] and req.state is State.STA8
+
+
 def _read_as_a_driver_does(conn: Connection, stream: bytes, read_size: int) -> None:
     """Feed `stream` the way the driver reads: into the PDU's own buffer when it offers one."""
     position = 0

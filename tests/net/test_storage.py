@@ -401,7 +401,7 @@ def test_a_file_below_read_whole_below_is_read_at_once_and_sent_alike(pair, inst
 
     source = source_for(instance.path, read_whole_below=64 << 10)
     assert (source.data is not None) is in_memory and source.path == str(instance.path)
-    assert bytes(b"".join(source.blocks())) == store_data.data_part(instance.path)
+    assert b"".join(bytes(block) for block in source.blocks()) == store_data.data_part(instance.path)
     assert source.length == len(store_data.data_part(instance.path))
     assert assoc.send_c_store(source).Status == SUCCESS
 
