@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 import sys
 
+from router.net.apps.common import exit_process
+
 APPS = ("echoscu", "echoscp", "storescu", "storescp", "qrscp", "findscu", "getscu", "movescu")
 
 
@@ -18,4 +20,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

@@ -1,4 +1,5 @@
-"""What every app shares: logging levels (-q/-v/-d), network and transfer syntax options.
+"""What every app shares: logging levels (-q/-v/-d), network and transfer syntax options, and how
+an app's process ends (`exit_process`).
 
 The Query/Retrieve SCUs (findscu, getscu, movescu) also share their client
 options, the information model options (-P/-S/-O/-W), and the query keys:
@@ -11,8 +12,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import re
-from typing import Iterable
+import sys
+import threading
+from typing import Iterable, NoReturn
 
 from pydicom import dcmread
 from pydicom.datadict import dictionary_VR, tag_for_keyword
@@ -31,6 +35,26 @@ from router.net.presentation import (
 from router.net.status import PENDING, SUCCESS, Service, describe
 
 DEFAULT_PDU = 16382  # what the apps announce unless told (pynetdicom's default)
+
+
+def exit_process(code: int | None) -> NoReturn:
+    """End an app's process with `code` without tearing the interpreter down.
+
+    Python's own exit frees every module, pydicom's dictionaries among them:
+    30 to 50 ms of CPU per run, more than sending 100 small instances takes.
+    Once the main thread is the only one left, the logs and the standard
+    streams are flushed and the process ends at once; with another thread
+    still running it exits the usual way, which waits for that thread.
+    """
+    if threading.active_count() > 1:
+        sys.exit(code)
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe or stream: nothing more can reach it
+            pass
+    os._exit(code or 0)
 
 
 def add_output_options(parser: argparse.ArgumentParser) -> None:

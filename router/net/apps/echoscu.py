@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from router.net.ae import AE
+from router.net.apps.common import exit_process
 from router.net.apps.common import add_output_options, add_timeout_options, configure_timeouts, setup_logging
 from router.net.presentation import DEFAULT_TRANSFER_SYNTAXES, VERIFICATION_SOP_CLASS
 from router.net.status import SUCCESS
@@ -52,4 +52,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

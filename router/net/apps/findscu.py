@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from typing import Callable
 
 from pydicom.dataset import Dataset
@@ -17,6 +16,7 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from router.net import sop_class
 from router.net.ae import AE
+from router.net.apps.common import exit_process
 from router.net.apps.common import PATIENT_ROOT, PATIENT_STUDY_ONLY, STUDY_ROOT, WORKLIST
 from router.net.apps.common import add_model_options, add_query_options, associate_for, client_parser, query_identifier
 from router.net.apps.common import setup_logging
@@ -94,4 +94,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

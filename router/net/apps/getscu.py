@@ -16,13 +16,13 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import sys
 
 from pydicom.uid import ExplicitVRLittleEndian
 
 from router.net import evt, sop_class
 from router.net.acse import MAX_CONTEXTS
 from router.net.ae import AE
+from router.net.apps.common import exit_process
 from router.net.apps.common import PATIENT_ROOT, PATIENT_STUDY_ONLY, STUDY_ROOT
 from router.net.apps.common import add_model_options, add_query_options, build_identifier, client_parser
 from router.net.apps.common import configure_timeouts, retrieve_outcome, setup_logging
@@ -111,4 +111,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

@@ -12,10 +12,10 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import sys
 
 from router.net import evt, sop_class
 from router.net.ae import AE
+from router.net.apps.common import exit_process
 from router.net.apps.common import PATIENT_ROOT, PATIENT_STUDY_ONLY, STUDY_ROOT
 from router.net.apps.common import add_model_options, add_query_options, associate_for, client_parser, query_identifier
 from router.net.apps.common import configure_timeouts, retrieve_outcome, setup_logging
@@ -102,4 +102,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

@@ -17,12 +17,12 @@ import argparse
 import logging
 import os
 import sqlite3
-import sys
 from typing import Iterator
 
 
 from router.net import evt, sop_class
 from router.net.ae import AE
+from router.net.apps.common import exit_process
 from router.net.apps.common import add_output_options, add_timeout_options, setup_logging
 from router.net.apps.qr_config import OVERRIDABLE, ConfigError, QRConfig, load_config
 from router.net.apps.qr_index import InstanceIndex, NotIndexable, StoredInstance
@@ -215,4 +215,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

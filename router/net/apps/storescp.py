@@ -12,11 +12,11 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import sys
 
 from router.net import evt
 from router.net.acceptor import allow_outstanding
 from router.net.ae import AE
+from router.net.apps.common import exit_process
 from router.net.apps.common import add_timeout_options, configure_timeouts, server_parser, setup_logging
 from router.net.contexts import accept_all_storage
 from router.net.presentation import VERIFICATION_SOP_CLASS
@@ -77,4 +77,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

@@ -16,6 +16,7 @@ import time
 from collections import defaultdict
 
 from router.net.ae import AE
+from router.net.apps.common import exit_process
 from router.net.apps.common import add_output_options, add_syntax_options, add_timeout_options
 from router.net.apps.common import configure_timeouts, setup_logging
 from router.net.contexts import StoragePresentationContexts
@@ -143,4 +144,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())
