@@ -7,11 +7,13 @@ ValueError that says what is wrong, so a bad title fails where it is set.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 MAX_AE_TITLE_LENGTH = 16
 MAX_UID_LENGTH = 64
 _UID_PATTERN = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
 _BACKSLASH = "\\"
+_KNOWN_UIDS = 4096  # valid UIDs remembered: the same few hundred are checked for every association
 
 
 def validate_ae_title(value: str | bytes) -> str:
@@ -35,9 +37,19 @@ def validate_ae_title(value: str | bytes) -> str:
 
 def validate_uid(value: str | bytes, what: str) -> str:
     """A UID as str without padding, or ValueError naming `what` it was meant to be."""
+    uid = _valid_uid(value)
+    if uid is None:
+        raise ValueError(f"Invalid {what} UID '{_unpadded(value)}': a UID is 1 to 64 characters of digits and dots")
+    return uid
+
+
+@lru_cache(maxsize=_KNOWN_UIDS)
+def _valid_uid(value: str | bytes) -> str | None:
+    uid = _unpadded(value)
+    return uid if uid and len(uid) <= MAX_UID_LENGTH and _UID_PATTERN.match(uid) else None
+
+
+def _unpadded(value: str | bytes) -> str:
     if isinstance(value, bytes):
         value = value.decode("ascii", errors="replace")
-    uid = str(value).rstrip("\0 ")
-    if not uid or len(uid) > MAX_UID_LENGTH or not _UID_PATTERN.match(uid):
-        raise ValueError(f"Invalid {what} UID '{uid}': a UID is 1 to 64 characters of digits and dots")
-    return uid
+    return str(value).rstrip("\0 ")
