@@ -52,7 +52,7 @@ def store_handler(directory: str, ignore: bool):
         except OSError as exc:
             LOGGER.error(f"Could not store {path}: {exc}")
             return OUT_OF_RESOURCES
-        LOGGER.info(f"Stored {path}")
+        LOGGER.info("Stored %s", path)
         return SUCCESS
 
     return handle_store
