@@ -11,7 +11,6 @@ names (Implicit VR Little Endian when it names none).
 
 from __future__ import annotations
 
-import io
 import os
 import struct
 import threading
@@ -103,10 +102,7 @@ def source_for(dataset_or_path: Dataset | DatasetSource | str | os.PathLike, rea
     with open(path, "rb", buffering=0) as file:
         size = os.fstat(file.fileno()).st_size
         head = file.read(size if size < read_whole_below else META_HEAD)  # one read: the whole file, or its meta
-        meta = _read_meta(io.BytesIO(head))
-        if meta is not None and meta[_DATA_OFFSET] >= len(head) < size:  # a file meta longer than the head
-            file.seek(0)
-            meta = _read_meta(file)
+        meta, head = _read_meta(file, head)
     if meta is None or not all(meta.get(element) for element in _META_UIDS):
         return _from_dataset(dcmread(path, force=True))  # no usable file meta: decode, encode again
     offset = meta[_DATA_OFFSET]
@@ -126,31 +122,57 @@ _SOP_CLASS, _SOP_INSTANCE, _TRANSFER_SYNTAX = 0x0002, 0x0003, 0x0010  # elements
 _META_UIDS = (_SOP_CLASS, _SOP_INSTANCE, _TRANSFER_SYNTAX)
 _DATA_OFFSET = -1  # the key under which `_read_meta` gives where the data set starts
 _MAX_META_VALUE = 1 << 16
+_META_START = PREAMBLE_LENGTH + len(MAGIC)
+_TRUNCATED = object()  # `_meta_in`: the head ends inside the file meta
 
 
-def _read_meta(file) -> dict[int, Any] | None:
-    """The UIDs of the file meta by element number, and the data set's offset; None without preamble.
+def _read_meta(file, head: bytes) -> tuple[dict[int, Any] | None, bytes]:
+    """The file meta of `file` (see `_meta_in`), whose first bytes `head` holds; while the meta runs
+    past them, more of the file is read onto `head`, which is returned with the meta."""
+    while (meta := _meta_in(head, whole=False)) is _TRUNCATED:
+        more = file.read(max(len(head), META_HEAD))
+        if not more:
+            return _meta_in(head, whole=True), head
+        head += more
+    return meta, head
+
+
+def _meta_in(head: bytes, whole: bool) -> Any:
+    """The UIDs of the file meta at the start of `head` by element number, and the data set's
+    offset; None without preamble or with a truncated element; _TRUNCATED when `head` ends inside
+    the meta and is not the `whole` file.
 
     Only group 0002 is walked (always Explicit VR Little Endian), so a deflated
     data set is never inflated and nothing is decoded through pydicom: for a
     small instance that decoding cost more than sending it.
     """
-    if file.read(PREAMBLE_LENGTH + len(MAGIC))[PREAMBLE_LENGTH:] != MAGIC:
+    end = len(head)
+    if end < _META_START:
+        return None if whole else _TRUNCATED
+    if head[PREAMBLE_LENGTH:_META_START] != MAGIC:
         return None
     meta: dict[int, Any] = {}
+    position = _META_START
     while True:
-        position = file.tell()
-        header = file.read(_TAG_VR.size)
-        if len(header) < _TAG_VR.size or _TAG_VR.unpack(header)[0] != META_GROUP:
+        if position + _TAG_VR.size > end:
+            if not whole:
+                return _TRUNCATED
+            if position > end:
+                return None  # the last element's value runs past the end of the file
+            meta[_DATA_OFFSET] = position  # the file ends with its meta (or bytes too few for an element)
+            return meta
+        group, element, vr = _TAG_VR.unpack_from(head, position)
+        if group != META_GROUP:
             meta[_DATA_OFFSET] = position
             return meta
-        _, element, vr = _TAG_VR.unpack(header)
         length_field = _LONG_LENGTH if vr in _LONG_VRS else _SHORT_LENGTH
-        (length,) = length_field.unpack(file.read(length_field.size))
-        if element in _META_UIDS and length <= _MAX_META_VALUE:
-            meta[element] = file.read(length).decode("ascii", "replace").rstrip("\0 ")
-        else:
-            file.seek(length, os.SEEK_CUR)
+        value_start = position + _TAG_VR.size + length_field.size
+        if value_start > end:
+            return None if whole else _TRUNCATED
+        (length,) = length_field.unpack_from(head, position + _TAG_VR.size)
+        position = value_start + length
+        if element in _META_UIDS and length <= _MAX_META_VALUE:  # one cut short is read again, whole, next turn
+            meta[element] = head[value_start:position].decode("ascii", "replace").rstrip("\0 ")
 
 
 def _from_dataset(dataset: Dataset) -> DatasetSource:

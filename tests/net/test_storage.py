@@ -846,6 +846,38 @@ def test_send_c_stores_after_the_peer_aborts_yields_none_for_the_rest(pair, inst
     assert not assoc.is_established
 
 
+def test_a_uid_that_the_first_read_cuts_in_two_is_read_whole(instances, tmp_path):
+    """A long File Meta Information Version (0002,0001) puts the instance UID across the 4 KiB read first."""
+    instance = instances["explicit"][store_data.SMALL]
+    ds = pydicom.dcmread(instance.path)
+    path = tmp_path / "long-version.dcm"
+    uid = instance.sop_instance_uid.encode()
+
+    def uid_offset(padding: int) -> int:
+        ds.file_meta.FileMetaInformationVersion = b"\x00\x01" + b"\x00" * padding
+        ds.save_as(path, enforce_file_format=True)
+        return path.read_bytes().index(uid)
+
+    shift = 4_096 - len(uid) // 2 - uid_offset(0)  # the UID's middle on the 4 KiB boundary
+    at = uid_offset(shift - shift % 2)
+    assert at < 4_096 < at + len(uid)
+
+    source = source_for(path)
+
+    assert (source.sop_class_uid, source.sop_instance_uid) == (instance.sop_class_uid, instance.sop_instance_uid)
+    assert b"".join(bytes(block) for block in source.blocks()) == store_data.data_part(path)
+
+
+def test_a_file_that_is_its_file_meta_alone_has_an_empty_data_set(instances, tmp_path):
+    meta_only = tmp_path / "meta-only.dcm"
+    whole = instances["explicit"][store_data.SMALL].path.read_bytes()
+    meta_only.write_bytes(whole[: len(whole) - len(store_data.data_part(instances["explicit"][store_data.SMALL].path))])
+
+    source = source_for(meta_only, read_whole_below=64 << 10)
+
+    assert (source.length, source.data) == (0, b"")
+
+
 @pytest.mark.parametrize("read_whole_below", [0, 64 << 10])
 def test_a_file_meta_longer_than_the_first_read_is_walked_in_the_file(instances, tmp_path, read_whole_below):
     """Private Information (0002,0102) of 10 KB pushes the data set past the 4 KiB read first."""
