@@ -122,6 +122,7 @@ _SOP_CLASS, _SOP_INSTANCE, _TRANSFER_SYNTAX = 0x0002, 0x0003, 0x0010  # elements
 _META_UIDS = (_SOP_CLASS, _SOP_INSTANCE, _TRANSFER_SYNTAX)
 _DATA_OFFSET = -1  # the key under which `_read_meta` gives where the data set starts
 _MAX_META_VALUE = 1 << 16
+_MAX_META_READ = 1 << 20  # read at most this much of a file to find the end of its meta
 _META_START = PREAMBLE_LENGTH + len(MAGIC)
 _TRUNCATED = object()  # `_meta_in`: the head ends inside the file meta
 
@@ -130,6 +131,8 @@ def _read_meta(file, head: bytes) -> tuple[dict[int, Any] | None, bytes]:
     """The file meta of `file` (see `_meta_in`), whose first bytes `head` holds; while the meta runs
     past them, more of the file is read onto `head`, which is returned with the meta."""
     while (meta := _meta_in(head, whole=False)) is _TRUNCATED:
+        if len(head) >= _MAX_META_READ:
+            return None, head  # not believed: no file meta is that long
         more = file.read(max(len(head), META_HEAD))
         if not more:
             return _meta_in(head, whole=True), head

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import struct
 import tempfile
 import threading
 import time
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pydicom
+
 import pytest
 from pydicom.dataset import Dataset
 from pydicom.uid import (
@@ -40,6 +42,7 @@ from router.net.contexts import accept_all_storage
 from router.net.dimse_messages import CStoreRSP, Priority
 from router.net.services.storage import c_store_response
 from router.net.sources import DatasetSource, source_for
+from router.net.sources import _read_meta as read_meta
 from router.net.status import SUCCESS
 from tests.conftest import LOOPBACK, wait_until
 from tests.interop import store_data
@@ -866,6 +869,21 @@ def test_a_uid_that_the_first_read_cuts_in_two_is_read_whole(instances, tmp_path
 
     assert (source.sop_class_uid, source.sop_instance_uid) == (instance.sop_class_uid, instance.sop_instance_uid)
     assert b"".join(bytes(block) for block in source.blocks()) == store_data.data_part(path)
+
+
+def test_a_file_meta_element_claiming_gigabytes_is_not_followed_to_the_end_of_the_file(instances, tmp_path):
+    """(0002,0102) OB with a length of 4 GiB - 2: the walk gives up after 1 MiB, not at the file's end."""
+    instance = instances["explicit"][store_data.SMALL]
+    whole = instance.path.read_bytes()
+    data_start = len(whole) - len(store_data.data_part(instance.path))
+    bogus = struct.pack("<HH2s2xI", 0x0002, 0x0102, b"OB", 0xFFFFFFFE)
+    path = tmp_path / "bogus-meta.dcm"
+    path.write_bytes(whole[:data_start] + bogus + b"\x00" * (8 << 20))
+
+    with open(path, "rb", buffering=0) as file:
+        meta, head = read_meta(file, file.read(4096))
+
+    assert meta is None and len(head) <= 2 << 20
 
 
 def test_a_file_that_is_its_file_meta_alone_has_an_empty_data_set(instances, tmp_path):
