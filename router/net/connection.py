@@ -158,7 +158,7 @@ class Connection:
         self.max_pdata_length = max_pdata_length
         self.artim_deadline: float | None = None
         self._request: AssociateRQ | None = None
-        self._chunks: list[bytes] = []  # received bytes not yet decoded
+        self._chunks: list[bytes | bytearray | memoryview] = []  # received bytes not yet decoded
         self._buffered = 0  # their total length
         self._needed = HEADER_LENGTH  # bytes needed before decoding can make progress
         self._pdu_buffer: bytearray | None = None  # a large PDU being read into a buffer of its own
@@ -314,7 +314,7 @@ class Connection:
             size = _pdu_size(start + last[:HEADER_LENGTH])
             taken = min(size - len(start), len(last))
             views = [memoryview(start + last[:taken]), last[taken:]]
-        rest = last[len(last) :]
+        rest: bytes | memoryview = b""
         for view in views:
             position = self._decode_pdus(view, now)
             if position < len(view):

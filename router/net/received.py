@@ -209,8 +209,7 @@ class SpoolingSink:
             elif self._fd is not None and self._held >= WRITE_BUFFER:
                 self._write_held()
         except OSError as exc:
-            self._error = f"cannot spool the data set: {exc.strerror or exc}"
-            self.abandon()
+            self._fail(exc)
 
     def _spill(self) -> None:
         directory = self.directory or tempfile.gettempdir()
@@ -234,14 +233,18 @@ class SpoolingSink:
         try:
             self._write_held()
         except OSError as exc:
-            self._error = f"cannot spool the data set: {exc.strerror or exc}"
-            self.abandon()
+            self._fail(exc)
             return ReceivedDataset(self.file_header, length=self._length, error=self._error)
         os.close(self._fd)
         self._fd = None
         return ReceivedDataset(
             self.file_header, path=self._path, data_offset=len(self.file_header), length=self._length, spooled=True
         )
+
+    def _fail(self, exc: OSError) -> None:
+        """Writing the spool file failed (e.g. the disk is full): say why, keep nothing."""
+        self._error = f"cannot spool the data set: {exc.strerror or exc}"
+        self.abandon()
 
     def abandon(self) -> None:
         """Drop what was collected (the association ended mid data set, or writing it failed)."""
