@@ -37,7 +37,8 @@ root, so the same file system), and:
     as FAILED with the senders' first complaints; the exit status is 1 if a pair with ours in
     it failed (a failure between two peers is theirs to fix: reported, not fatal).
 Runs are interleaved (run 1 of every pair, then run 2, ...; the order rotated each run);
-medians are reported. pynetdicom -> pynetdicom runs once (its runs are 5-10x longer, steadier). Targets, printed, not asserted: ours -> ours >= DCMTK -> DCMTK and
+medians are reported. Before each run the file system is synced (`os.sync`), so the write-back of
+the last run's files and of their removal is not billed to the next pair. pynetdicom -> pynetdicom runs once (its runs are 5-10x longer, steadier). Targets, printed, not asserted: ours -> ours >= DCMTK -> DCMTK and
 DCMTK -> ours >= 0.9 x DCMTK -> DCMTK, on the net figures.
 
 `python -m bench.store --profile [--quick] [--kinds ...]` profiles our storescp instead (cProfile,
@@ -212,6 +213,7 @@ def start_cost(cell: Cell, closed_port: int, logdir: Path, repeats: int) -> floa
 
 def run_once(cell: Cell, peers: Peers, closed_port: int, out_root: Path, start_repeats: int) -> None:
     """One transfer of the cell's set into a fresh folder; appends a Run or a failure to `cell`."""
+    os.sync()  # the last run's files and their removal are written back now, not during this run
     out = Path(tempfile.mkdtemp(prefix="received-", dir=out_root))
     try:
         cost = None if cell.pair.sender.held else start_cost(cell, closed_port, peers.workdir, start_repeats)
