@@ -100,25 +100,28 @@ class Association:
     def attach(self, link: Link) -> None:
         """Take over `link` and turn its traffic into events."""
         self.link = link
-        connection = link.connection
-        connection.on_transition = self._on_transition
-        connection.on_pdu_sent = self._on_pdu_sent
-        connection.on_pdu_received = self._on_pdu_received
-        link.on_data_sent = self._on_data_sent
-        link.on_data_received = self._on_data_received
+        link.connection.on_pdu_sent = self._on_pdu_sent
+        link.connection.on_pdu_received = self._on_pdu_received
+        self._watch_traffic()
+
+    def _watch_traffic(self) -> None:
+        """Hook the observers of every read, write and FSM step only while a handler wants their
+        event: they would run several times per message for nobody."""
+        if self.link is None:
+            return
+        bound = self.handlers.is_bound
+        self.link.connection.on_transition = self._on_transition if bound(evt.EVT_FSM_TRANSITION) else None
+        self.link.on_data_received = self._on_data_received if bound(evt.EVT_DATA_RECV) else None
+        self.link.on_data_sent = self._on_data_sent if bound(evt.EVT_DATA_SENT) else None
 
     def _on_transition(self, old: State, event: Any, action: Any, new: State) -> None:
-        if not self.handlers.is_bound(evt.EVT_FSM_TRANSITION):
-            return
         self.notify(evt.EVT_FSM_TRANSITION, current_state=str(old), fsm_event=str(event), action=str(action), next_state=str(new))
 
     def _on_data_received(self, data: memoryview) -> None:
-        if self.handlers.is_bound(evt.EVT_DATA_RECV):
-            self.notify(evt.EVT_DATA_RECV, data=data.tobytes())
+        self.notify(evt.EVT_DATA_RECV, data=data.tobytes())
 
     def _on_data_sent(self, chunks: list[bytes | memoryview]) -> None:
-        if self.handlers.is_bound(evt.EVT_DATA_SENT):  # joined only for a watcher: it copies every byte
-            self.notify(evt.EVT_DATA_SENT, data=b"".join(chunks))
+        self.notify(evt.EVT_DATA_SENT, data=b"".join(chunks))  # joined only for a watcher: it copies every byte
 
     def _on_pdu_sent(self, pdu: Any) -> None:
         self.notify(evt.EVT_PDU_SENT, pdu=pdu)
@@ -148,10 +151,12 @@ class Association:
     def bind(self, event: evt.EventType, handler: Callable, args: list | None = None) -> None:
         """Bind `handler` to `event` on this association."""
         self.handlers.bind(event, handler, args)
+        self._watch_traffic()
 
     def unbind(self, event: evt.EventType, handler: Callable) -> None:
         """Unbind `handler` from `event` on this association."""
         self.handlers.unbind(event, handler)
+        self._watch_traffic()
 
     def get_handlers(self, event: evt.EventType) -> list:
         return self.handlers.handlers(event)

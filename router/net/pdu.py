@@ -103,7 +103,7 @@ class AssociateRJ:
     pdu_type: ClassVar[PduType] = PduType.ASSOCIATE_RJ
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen, like PDataTF and Decoded: made per PDU, and frozen ones cost 3x to build
 class PDV:
     """One presentation data value: a command or data-set fragment (PS3.8 9.3.5, Annex E).
 
@@ -116,7 +116,7 @@ class PDV:
     data: bytes | memoryview
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PDataTF:
     """P-DATA-TF (PS3.8 9.3.5): one or more PDVs, all of the same message."""
 
@@ -159,7 +159,7 @@ class Incomplete(enum.Enum):
 INCOMPLETE: Literal[Incomplete.INCOMPLETE] = Incomplete.INCOMPLETE
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Decoded:
     """A decoded PDU and ``size``, the bytes it used in the buffer, header included."""
 
@@ -255,7 +255,8 @@ def decode(
     if len(view) < HEADER_LENGTH:
         return INCOMPLETE
     pdu_type, length = _PDU_HEADER.unpack_from(view)
-    if pdu_type not in _DECODERS:
+    decoder = _DECODERS.get(pdu_type)
+    if decoder is None:
         return _unrecognized(pdu_type)
     limit = max_pdata_length if pdu_type == PduType.P_DATA_TF else max_other_length
     if limit and length > limit:
@@ -263,7 +264,7 @@ def decode(
     end = HEADER_LENGTH + length
     if len(view) < end:
         return INCOMPLETE
-    pdu = decode_body(pdu_type, view[HEADER_LENGTH:end])
+    pdu = _decode_with(decoder, view[HEADER_LENGTH:end])
     return pdu if isinstance(pdu, PduError) else Decoded(pdu, end)
 
 
@@ -272,8 +273,12 @@ def decode_body(pdu_type: int, body: bytes | bytearray | memoryview) -> Pdu | Pd
     decoder = _DECODERS.get(pdu_type)
     if decoder is None:
         return _unrecognized(pdu_type)
+    return _decode_with(decoder, _byte_view(body))
+
+
+def _decode_with(decoder: Callable[[memoryview], Pdu], body: memoryview) -> Pdu | PduError:
     try:
-        return decoder(_byte_view(body))
+        return decoder(body)
     except PduError as error:
         # Drop the traceback: its frames would keep the caller's buffer exported.
         return error.with_traceback(None)
