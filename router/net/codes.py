@@ -67,6 +67,13 @@ class OpenIntEnum(IntEnum):
         # Cache it like enum.Flag does; wire codes are bytes, so this stays small.
         return cls._value2member_map_.setdefault(value, pseudo)
 
+    @classmethod
+    def of(cls, value: int) -> OpenIntEnum:
+        """The member for `value`, as `cls(value)` but without the enum call on known values
+        (it costs nearly a microsecond, and some are decoded for every message)."""
+        member = cls._value2member_map_.get(value)
+        return cls(value) if member is None else member  # type: ignore[return-value]
+
 
 class PduType(OpenIntEnum):
     """PDU-type byte (PS3.8 9.3.1)."""

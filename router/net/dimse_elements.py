@@ -107,7 +107,7 @@ def _text_encoder(padding: bytes, max_length: int) -> Callable[[int, str], bytes
 def _decode_us(raw: memoryview) -> int:
     if len(raw) != _US.size:
         raise ValueError(f"US value of {len(raw)} bytes")
-    return int(_US.unpack(raw)[0])
+    return _US.unpack(raw)[0]
 
 
 def _decode_at(raw: memoryview) -> tuple[int, ...]:
@@ -123,7 +123,7 @@ def _decode_text(raw: memoryview) -> str:
 
 
 def _decode_priority(raw: memoryview) -> Priority:
-    return Priority(_decode_us(raw))
+    return Priority.of(_decode_us(raw))
 
 
 _ENCODERS: dict[str, Callable[[int, Any], bytes]] = {

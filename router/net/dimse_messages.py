@@ -303,7 +303,7 @@ class NDeleteRSP(_NResponse):
     pass
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made per message received, and frozen ones cost 3x to build
 class DecodedCommand:
     """A received command set: the message, and whether a data set follows it."""
 
@@ -356,11 +356,12 @@ def _split_elements(view: memoryview) -> dict[int, memoryview] | DimseError:
     """Tag -> value of every element, each length checked against the bytes left."""
     elements: dict[int, memoryview] = {}
     offset, end = 0, len(view)
+    header_size, unpack_header = ELEMENT_HEADER.size, ELEMENT_HEADER.unpack_from
     while offset < end:
-        if end - offset < ELEMENT_HEADER.size:
+        if end - offset < header_size:
             return DimseError(f"command set ends inside an element header at byte {offset}")
-        group, element, length = ELEMENT_HEADER.unpack_from(view, offset)
-        offset += ELEMENT_HEADER.size
+        group, element, length = unpack_header(view, offset)
+        offset += header_size
         if length > end - offset:
             return DimseError(
                 f"element ({group:04X},{element:04X}) has length {length} "

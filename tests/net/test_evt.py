@@ -443,6 +443,30 @@ def test_handlers_with_args_and_bind_unbind_on_an_association(pair):
 
 
 @pytest.mark.timeout(10)
+def test_byte_and_transition_events_bound_mid_association_fire_until_unbound(pair):
+    """These observers are hooked into the link only while bound: binding late must hook them."""
+    scp, scu = pair
+    _, port = serve(scp)
+    assoc = scu.associate(LOCALHOST, port)
+    seen = []
+
+    def record(event):
+        seen.append(event.event.name)
+
+    watched = (evt.EVT_DATA_RECV, evt.EVT_DATA_SENT, evt.EVT_FSM_TRANSITION)
+    for event in watched:
+        assoc.bind(event, record)
+    assoc.send_c_echo()
+    assert {"EVT_DATA_SENT", "EVT_DATA_RECV", "EVT_FSM_TRANSITION"} <= set(seen)
+    for event in watched:
+        assoc.unbind(event, record)
+    seen.clear()
+    assoc.send_c_echo()
+    assoc.release()
+    assert seen == []
+
+
+@pytest.mark.timeout(10)
 def test_a_raising_notification_handler_does_not_break_the_association(pair, caplog):
     scp, scu = pair
 

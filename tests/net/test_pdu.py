@@ -376,6 +376,8 @@ def test_open_enums_keep_unknown_values():
     assert AbortReason(99) is AbortReason(99)
     assert ItemType(0x60).name == "RESERVED_96" and ContextResult(9) == 9
     assert AbortReason(6) is AbortReason.INVALID_PDU_PARAMETER_VALUE
+    assert AbortReason.of(6) is AbortReason.INVALID_PDU_PARAMETER_VALUE  # the call-free lookup agrees
+    assert AbortReason.of(98) is AbortReason(98) and AbortReason.of(98).name == "RESERVED_98"
     assert len(AbortReason) == 7  # pseudo-members are not listed
     with pytest.raises(ValueError):
         AbortReason("x")
