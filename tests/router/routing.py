@@ -56,6 +56,25 @@ SUCCESS_TEXT = "Success"
 
 
 # ---- the router ---------------------------------------------------------------------------------
+def process_states(pid: int) -> str:
+    """`pid` and its descendants, one line each: state (R, S, D = waiting on the disk, ...), what the
+    kernel has it wait in, its command line; to tell a hang from a stalled disk when a test times out."""
+    lines, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        proc = Path(f"/proc/{current}")
+        try:
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            wchan = (proc / "wchan").read_text() or "-"
+            command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+            children = (proc / "task" / str(current) / "children").read_text().split()
+        except OSError:
+            continue  # gone meanwhile
+        lines.append(f"  pid {current} state {state} waiting in {wchan}: {command}")
+        pending.extend(int(child) for child in children)
+    return "\n".join(lines) or f"  pid {pid} is gone"
+
+
 class RouterRun:
     """`router run` on `setup`'s config, in a process group of its own; its output in `log_path`."""
 
@@ -114,7 +133,10 @@ class RouterRun:
 
         assert self.process is not None
         if not wait_until(lambda: ready() or self.process.poll() is not None, timeout, 0.1) or not ready():
-            raise AssertionError(f"the router did not come up in {timeout:g} s:\n{self.output()}")
+            raise AssertionError(
+                f"the router did not come up in {timeout:g} s; its processes now:\n"
+                f"{process_states(self.process.pid)}\n{self.output()}"
+            )
 
     def pid_of(self, name: str) -> int:
         return self.processes()[name]["pid"]
