@@ -79,6 +79,8 @@ class Association:
         self.link: Link | None = None
         self.requestor = ServiceUser()
         self.acceptor = ServiceUser()
+        # The role never changes: which side is the peer is settled here, not asked per message.
+        self.peer, self.local = (self.acceptor, self.requestor) if role is Role.REQUESTOR else (self.requestor, self.acceptor)
         self.is_established = False
         self.is_rejected = False
         self.is_aborted = False
@@ -177,14 +179,6 @@ class Association:
     def is_alive(self) -> bool:
         """True while the transport is open."""
         return self.link is not None and not self.link.closed
-
-    @property
-    def peer(self) -> ServiceUser:
-        return self.acceptor if self.is_requestor else self.requestor
-
-    @property
-    def local(self) -> ServiceUser:
-        return self.requestor if self.is_requestor else self.acceptor
 
     def next_message_id(self) -> int:
         """Message IDs 1, 2, ... 65535, then 1 again."""
@@ -397,7 +391,8 @@ class Association:
 
     def process_indications(self) -> None:
         assert self.link is not None
-        for indication in self.link.indications():
+        connection = self.link.connection
+        while (indication := connection.next_indication()) is not None:
             self.handle_indication(indication)
 
     def handle_indication(self, indication: Indication) -> None:

@@ -12,9 +12,8 @@ import socket
 import ssl
 import struct
 import time
-from typing import Iterator
 
-from router.net.connection import Connection, Indication
+from router.net.connection import Connection
 from router.net.gather import write_gathered
 
 READ_SIZE = 1 << 20
@@ -142,14 +141,6 @@ class Link:
         if self._armed is None or self._armed > timeout:
             self._armed = timeout * EARLY_WAKE
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(self._armed))
-
-    def indications(self) -> Iterator[Indication]:
-        """Take every indication the connection has ready."""
-        while True:
-            indication = self.connection.next_indication()
-            if indication is None:
-                return
-            yield indication
 
     def read(self, deadline: float | None) -> bool:
         """Block until data arrives, the connection's timer fires, or `deadline` passes.
