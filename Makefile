@@ -30,6 +30,7 @@ BENCH_ECHO_QUICK := --echoes 1000 --assocs 50 --pyn-echoes 200 --pyn-assocs 30 -
 bench: $(STAMP) peers
 	$(PY) -m bench.echo $(if $(QUICK),$(BENCH_ECHO_QUICK))
 	$(PY) -m bench.store $(if $(QUICK),--quick --runs 1)
+	$(PY) -m bench.replay $(if $(QUICK),--count 200 --rounds 2)
 	$(PY) -m bench.router $(if $(QUICK),--quick)
 	$(PY) -m bench.rules $(if $(QUICK),--instances 50 --rounds 2)
 

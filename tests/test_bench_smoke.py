@@ -1,4 +1,4 @@
-"""Smoke tests of the benchmark harnesses (bench/echo.py, bench/store.py): tiny counts, one run, every pair.
+"""Smoke tests of the benchmark harnesses (bench/echo.py, bench/store.py, bench/replay.py): tiny counts, one run, every pair.
 
 They prove the harnesses start and end their peers and return positive figures, and that
 the C-STORE benchmark notices a receiver that lost instances; the figures themselves mean
@@ -13,11 +13,11 @@ import shutil
 
 import pytest
 
-from bench import echo, store, store_report
+from bench import echo, replay, store, store_report
 from bench.floor import measure_floor
 from bench.instances import instance_set
 from bench.procs import Usage
-from tests.interop.store_data import SMALL
+from tests.interop.store_data import SMALL, data_digest
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -106,3 +106,36 @@ def test_store_report_ratios_use_the_net_medians(tiny_set):
     assert "ours -> ours / DCMTK -> DCMTK" in text and "2.11 (raw  1.36)  target >= 1: met" in text
     assert "DCMTK -> ours / DCMTK -> DCMTK" in text and "0.86 (raw  0.86)  target >= 0.9: MISSED" in text
     assert "| ours -> ours | 9 |" in text  # 8 instances in 0.9 s, net
+
+
+# ---- replayed stream (bench/replay.py) --------------------------------------------------------
+def test_replay_stream_is_what_a_modality_sends(tiny_set):
+    stream = replay.encode_stream(tiny_set.files)
+    assert stream.count == 8
+    assert stream.pdus[0][0] == 0x01 and stream.pdus[-1][0] == 0x05  # A-ASSOCIATE-RQ ... A-RELEASE-RQ
+    assert all(pdu[0] == 0x04 for pdu in stream.pdus[1:-1])  # P-DATA-TF: a command and a data set each
+    assert len(stream.pdus) == 2 + 2 * 8
+
+
+def test_replay_serves_every_instance_and_stores_it_bit_for_bit(tiny_set, tmp_path):
+    stream = replay.encode_stream(tiny_set.files)
+    stored = tmp_path / "stored"
+    stored.mkdir()
+    scp = replay.ReplayedScp(stored)
+    try:
+        assert scp.serve(stream) > 0  # raises unless all 8 were answered and the association released
+    finally:
+        scp.close()
+    assert sorted(data_digest(path) for path in stored.iterdir()) == sorted(data_digest(p) for p in tiny_set.files)
+    assert replay.bare_loop(stream) > 0
+
+
+def test_replay_notices_an_unanswered_request(tiny_set):
+    stream = replay.encode_stream(tiny_set.files)
+    cut = replay.Stream(stream.pdus[:-2], stream.count, stream.transfer_syntax)  # the last data set never ends
+    scp = replay.ReplayedScp(None)
+    try:
+        with pytest.raises(RuntimeError, match="7 of 8 C-STOREs answered"):
+            scp.serve(cut)
+    finally:
+        scp.close()

@@ -62,6 +62,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging(args)
     os.makedirs(args.output_directory, exist_ok=True)
+    ae, handlers = build_scp(args)
+    ae.start_server((args.bind_address, args.port), block=True, evt_handlers=handlers)
+    return 0
+
+
+def build_scp(args: argparse.Namespace) -> tuple[AE, list]:
+    """The AE and the event handlers that storescp serves with."""
     ae = AE(args.ae_title)
     configure_timeouts(ae, args)
     ae.maximum_associations = args.max_associations
@@ -72,8 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         (evt.EVT_C_STORE, store_handler(args.output_directory, args.ignore)),
         (evt.EVT_ASYNC_OPS, allow_outstanding(MAX_OUTSTANDING)),
     ]
-    ae.start_server((args.bind_address, args.port), block=True, evt_handlers=handlers)
-    return 0
+    return ae, handlers
 
 
 if __name__ == "__main__":
