@@ -91,7 +91,8 @@ def encode_stream(files: Sequence[Path]) -> Stream:
         command = encode_command(CStoreRQ(message_id, source.sop_class_uid, source.sop_instance_uid), True)
         pdus += [encode(pdu) for pdu in fragment(context_id, command, None, PDU_SIZE)]
         blocks = source.blocks(data_set_pdus_block_size(PDU_SIZE, BLOCK_SIZE))
-        pdus += split_pdus(b"".join(b"".join(chunks) for chunks in data_set_pdus(context_id, blocks, source.length, PDU_SIZE)))
+        wire = b"".join(chunk for chunks in data_set_pdus(context_id, blocks, source.length, PDU_SIZE) for chunk in chunks)
+        pdus += split_pdus(wire)
     pdus.append(encode(ReleaseRQ()))
     return Stream(tuple(pdus), len(sources), syntaxes[0])
 

@@ -311,7 +311,7 @@ class Connection:
         views = [last]
         if self._chunks:
             start = b"".join(self._chunks)
-            size = _pdu_size(start + last[:HEADER_LENGTH])
+            size = _pdu_size(start[:HEADER_LENGTH] + last[:HEADER_LENGTH])  # the header alone, not the whole start
             taken = min(size - len(start), len(last))
             views = [memoryview(start + last[:taken]), last[taken:]]
         rest: bytes | memoryview = b""
