@@ -5,10 +5,11 @@ Sets (bench/instances.py, cached): 2,000 small (~10 KB), 500 typical (~0.5 MB) a
 and over 4 (4 sender processes released together, each sending a quarter over its own).
 
 Pairs, sender -> receiver, every one a separate process, default max PDU (16 KB) everywhere:
-  * ours: `python -m router.net storescu --async-ops 16` -> `python -m router.net storescp -od DIR`
-    (our storescu proposes an asynchronous operations window, PS3.7 D.3.3.3: our storescp grants
-    it, so ours -> ours pipelines its C-STOREs; DCMTK's storescp negotiates none, so ours -> DCMTK
-    waits for each response as DCMTK's storescu does);
+  * ours: `python -m router.net storescu --async-ops 16` -> `python -m router.net storescp --fork -od DIR`
+    (a process per association, as DCMTK's storescp below; our storescu proposes an asynchronous
+    operations window, PS3.7 D.3.3.3: our storescp grants it, so ours -> ours pipelines its
+    C-STOREs; DCMTK's storescp negotiates none, so ours -> DCMTK waits for each response as
+    DCMTK's storescu does);
   * DCMTK: `storescu` -> `storescp --fork +B -pm +xa` (bit-preserving: writes the bytes as
     received; one forked child per association, so 4 associations are served at once),
     `TCP_NODELAY=1` in their environment;
@@ -103,7 +104,7 @@ def _ours_scp_options(out: Path) -> list[str]:
 
 
 def _ours_scp(port: int, out: Path) -> list[str]:
-    return [sys.executable, "-m", "router.net", "storescp", str(port), *_ours_scp_options(out)]
+    return [sys.executable, "-m", "router.net", "storescp", str(port), "--fork", *_ours_scp_options(out)]
 
 
 def _dcmtk_scu(port: int, files: Sequence[Path]) -> list[str]:

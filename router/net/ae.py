@@ -54,7 +54,7 @@ class AE:
         self._supported: list[PresentationContext] = []
         self._requestors: list[Association] = []
         self._servers: list[AssociationServer] = []
-        self._lock = threading.Lock()
+        self.lock = threading.Lock()  # guards the two lists above (a forking server holds it across fork)
         self.acse_timeout: float | None = DEFAULT_ACSE_TIMEOUT
         self.dimse_timeout: float | None = DEFAULT_DIMSE_TIMEOUT
         self.network_timeout: float | None = DEFAULT_NETWORK_TIMEOUT
@@ -163,7 +163,7 @@ class AE:
         assoc.requestor.ae_title = self.ae_title
         assoc.acceptor.ae_title = validate_ae_title(ae_title)
         assoc.acceptor.address, assoc.acceptor.port = addr, port
-        with self._lock:
+        with self.lock:
             self._requestors.append(assoc)
         assoc.request((addr, port), contexts, max_pdu, bind_address, tls_args)
         if not assoc.is_established:
@@ -180,19 +180,22 @@ class AE:
         evt_handlers: Sequence | None = None,
         ssl_context: ssl.SSLContext | None = None,
         reuse_port: bool = False,
+        forking: bool = False,
     ) -> AssociationServer | None:
         """Serve associations on `address`; returns the running server when `block` is False.
 
         With `reuse_port`, several processes may listen on the same port and
-        the kernel spreads the connections among them (SO_REUSEPORT).
+        the kernel spreads the connections among them (SO_REUSEPORT). With
+        `forking` (Linux), each association is served in a child process of its
+        own, so associations use every core (router.net.child_processes).
         """
         title = self.ae_title if ae_title is None else validate_ae_title(ae_title)
         supported = list(self._supported if contexts is None else contexts)
         if not supported:
             raise ValueError("At least one supported presentation context is required to start a server")
         cls = AssociationServer if block else ThreadedAssociationServer
-        server = cls(self, address, title, supported, evt_handlers, ssl_context, reuse_port)
-        with self._lock:
+        server = cls(self, address, title, supported, evt_handlers, ssl_context, reuse_port, forking)
+        with self.lock:
             self._servers.append(server)
         if not block:
             server.start()
@@ -209,25 +212,25 @@ class AE:
     @property
     def active_associations(self) -> list[Association]:
         """Every association of this AE whose connection is open, in both roles."""
-        with self._lock:
+        with self.lock:
             requestors = [a for a in self._requestors if a.is_alive]
             servers = list(self._servers)
         return requestors + [a for server in servers for a in server.active_associations]
 
     def forget(self, assoc: Association) -> None:
         """Drop a finished association from the bookkeeping."""
-        with self._lock:
+        with self.lock:
             if assoc in self._requestors:
                 self._requestors.remove(assoc)
 
     def server_stopped(self, server: AssociationServer) -> None:
-        with self._lock:
+        with self.lock:
             if server in self._servers:
                 self._servers.remove(server)
 
     def shutdown(self) -> None:
         """Stop every server this AE started and abort its requestor associations."""
-        with self._lock:
+        with self.lock:
             servers = list(self._servers)
             requestors = list(self._requestors)
         for server in servers:

@@ -1,16 +1,20 @@
-"""The association server: a listening socket and one thread per association.
+"""The association server: a listening socket and one thread (or process) per association.
 
 `AssociationServer` accepts connections (TCP_NODELAY, optional TLS), gives
 each its own `AcceptorAssociation` thread, keeps the list of active ones
 (a connection leaves it the moment it closes), and shuts down cleanly: the
 listener closes, every association is aborted and its thread joined. The
 accept loop waits in `select` on the listener and a wake-up pipe: no polling.
+With `forking`, each connection is served in a child process instead
+(router.net.child_processes), and the loop also waits on the children's pidfds.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import selectors
+import signal
 import socket
 import ssl
 import threading
@@ -19,6 +23,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 from router.net import evt
 from router.net.acceptor import AcceptorAssociation
+from router.net.child_processes import Children, forking_supported
 from router.net.driver import tune_socket
 from router.net.presentation import PresentationContext
 
@@ -32,7 +37,8 @@ _ADMISSION_LOCK = threading.Lock()  # every server's admissions, one at a time (
 
 
 class AssociationServer:
-    """Listens on `address` and serves each association on its own thread."""
+    """Listens on `address` and serves each association on its own thread, or with `forking`
+    in its own child process."""
 
     def __init__(
         self,
@@ -43,7 +49,10 @@ class AssociationServer:
         handlers: Sequence | None = None,
         ssl_context: ssl.SSLContext | None = None,
         reuse_port: bool = False,
+        forking: bool = False,
     ) -> None:
+        if forking and not forking_supported():
+            raise ValueError("Serving each association in a process of its own needs os.fork and os.pidfd_open (Linux)")
         self.ae = ae
         self.ae_title = ae_title
         self.contexts = list(contexts)
@@ -56,12 +65,19 @@ class AssociationServer:
         self._stopping = threading.Event()
         self._finished = False
         self._accept_thread: threading.Thread | None = None
+        self._children = Children() if forking else None
+        self._selector: selectors.BaseSelector | None = None
         self._wake_read, self._wake_write = socket.socketpair()
         self.socket = socket.create_server(address, backlog=LISTEN_BACKLOG, reuse_port=reuse_port)
 
     @property
     def server_address(self) -> tuple[str, int]:
         return self.socket.getsockname()[:2]
+
+    @property
+    def child_pids(self) -> list[int]:
+        """With `forking`: the processes serving an association right now (else empty)."""
+        return self._children.pids if self._children is not None else []
 
     @property
     def active_associations(self) -> list[AcceptorAssociation]:
@@ -81,7 +97,8 @@ class AssociationServer:
                 a for a in self.ae.active_associations
                 if a is not candidate and a.is_acceptor and a.admitted and a.is_alive
             ]
-            if len(others) >= self.ae.maximum_associations:
+            siblings = len(self._children) if self._children is not None else 0  # forked before this child
+            if len(others) + siblings >= self.ae.maximum_associations:
                 return True
             candidate.admitted = True
             return False
@@ -111,11 +128,15 @@ class AssociationServer:
     def serve_forever(self) -> None:
         """Accept connections until `shutdown`."""
         with selectors.DefaultSelector() as selector:
+            self._selector = selector
             selector.register(self.socket, selectors.EVENT_READ)
             selector.register(self._wake_read, selectors.EVENT_READ)
             while not self._stopping.is_set():
                 for key, _ in selector.select():
-                    if key.fileobj is self.socket and not self._stopping.is_set():
+                    if key.data is not None:  # a child's pidfd: that child has exited
+                        selector.unregister(key.fileobj)
+                        self._children.reap(key.data)
+                    elif key.fileobj is self.socket and not self._stopping.is_set():
                         self._accept()
 
     def _accept(self) -> None:
@@ -128,12 +149,40 @@ class AssociationServer:
         except OSError:
             sock.close()
             return
+        if self._children is not None:
+            self._fork(sock, address)
+            return
         # The TLS handshake runs on the connection's own thread: a client that
         # never completes it must not hold up the accept loop.
         thread = threading.Thread(target=self._serve, args=(sock, address), name=f"assoc-{address[0]}:{address[1]}", daemon=True)
         with self._lock:
             self._threads = [t for t in self._threads if t.is_alive()] + [thread]
         thread.start()
+
+    def _fork(self, sock: socket.socket, address: tuple[str, int]) -> None:
+        """Serve `sock` in a child process; the parent keeps only the child's pidfd."""
+        assert self._children is not None and self._selector is not None
+        inherited = (self.socket, self._wake_read, self._wake_write, self._selector)
+        try:
+            pid, pidfd = self._children.spawn(
+                functools.partial(self._serve_in_child, sock, address), inherited,
+                locks=(_ADMISSION_LOCK, self.ae.lock, self._lock),  # in the order `at_limit` takes them
+            )
+        except OSError as exc:
+            LOGGER.error(f"Cannot start a process for the association from {address[0]}:{address[1]}: {exc}")
+        else:
+            self._selector.register(pidfd, selectors.EVENT_READ, pid)
+        finally:
+            sock.close()
+
+    def _serve_in_child(self, sock: socket.socket, address: tuple[str, int]) -> None:
+        signal.signal(signal.SIGTERM, self._stop_in_child)
+        self._serve(sock, address)
+
+    def _stop_in_child(self, signum: int, frame: object) -> None:
+        """SIGTERM in a child: abort its association, as `shutdown` does for a thread."""
+        self._stopping.set()
+        self._interrupt_associations()
 
     def _handshake(self, sock: socket.socket, address: tuple[str, int]) -> ssl.SSLSocket | None:
         """Wrap `sock` in TLS within the ACSE timeout; None (socket closed) if that fails."""
@@ -217,21 +266,30 @@ class AssociationServer:
                 return
             self._finished = True
             handshaking = list(self._handshaking)
-        for assoc in self.active_associations:
-            if assoc.link is not None:
-                assoc.link.interrupt()
+        self._interrupt_associations()
+        if self._children is not None:
+            self._children.terminate()
         for tls in handshaking:
             try:  # the plain socket's shutdown: it wakes the handshake's blocking read at once
                 socket.socket.shutdown(tls, socket.SHUT_RDWR)
             except OSError:
                 pass
         self._join_associations(JOIN_TIMEOUT)
+        if self._children is not None:
+            self._children.kill()  # what SIGTERM did not end in time
         self._wake_read.close()
         self._wake_write.close()
         self.ae.server_stopped(self)
 
+    def _interrupt_associations(self) -> None:
+        for assoc in self.active_associations:
+            if assoc.link is not None:
+                assoc.link.interrupt()
+
     def _join_associations(self, timeout: float) -> bool:
-        """Wait up to `timeout` s for the association threads; True if all ended."""
+        """Wait up to `timeout` s for the association threads (or processes); True if all ended."""
+        if self._children is not None:
+            return self._children.wait(timeout)
         deadline = time.monotonic() + timeout
         with self._lock:
             threads = [thread for thread in self._threads if thread is not threading.current_thread()]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import subprocess
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,7 @@ import pytest
 from router.net import AE, evt
 from router.net.contexts import accept_all_storage
 from router.net.status import SUCCESS
-from tests.conftest import CLIENT_TIMEOUT, LOOPBACK, our_app, peer_environment
+from tests.conftest import CLIENT_TIMEOUT, LOOPBACK, our_app, peer_environment, wait_until
 from tests.interop import store_data
 from tests.interop.store_data import ALL_SYNTAX_NAMES, Instance
 
@@ -217,3 +218,31 @@ def test_send_c_store_to_dcmtk_bit_preserving_storescp(library, peers, tmp_path,
     for instance in instances:
         assert_stored_as_sent(instance, stored_file(out, instance))
 
+
+
+def test_four_dcmtk_storescu_at_once_to_our_forking_storescp_app(library, peers, client, tmp_path):
+    """`storescp --fork`: four associations at once, each in a process of its own, every instance
+    stored bit for bit, and every child collected by the parent once its association ended."""
+    out = tmp_path / "received"
+    ours = peers.start(
+        "our-storescp", lambda port: our_app("storescp", str(port), "--fork", "-v", "-ba", LOOPBACK, "-od", str(out))
+    )
+    sets = [library.get(name, kinds=("small", "typical")) for name in ALL_SYNTAX_NAMES]
+    folders = [tmp_path / f"client-{index}" for index in range(len(sets))]
+    for folder in folders:
+        folder.mkdir()
+    with ThreadPoolExecutor(len(sets)) as pool:
+        runs = [pool.submit(dcmtk_storescu, folder, ours.port, instances, client) for folder, instances in zip(folders, sets)]
+        for run in runs:
+            run.result(timeout=TRANSFER_TIMEOUT)
+
+    assert wait_until(lambda: ours.output().count("Association Released") == len(sets), 10), ours.output()
+    for instance in (instance for instances in sets for instance in instances):
+        assert_stored_as_sent(instance, out / f"{instance.sop_instance_uid}.dcm")
+    assert wait_until(lambda: not live_children(ours.pid), 5), live_children(ours.pid)
+    assert ours.is_running()
+
+
+def live_children(pid: int) -> list[str]:
+    """The children of `pid` not yet collected by it (zombies included)."""
+    return [child for task in Path(f"/proc/{pid}/task").iterdir() for child in (task / "children").read_text().split()]

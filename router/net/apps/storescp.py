@@ -4,7 +4,8 @@ Every storage SOP class is accepted in every transfer syntax, compressed ones
 included; each instance is written bit for bit as received, named by its SOP
 Instance UID, and large ones never pass through memory whole. A requestor that
 proposes an Asynchronous Operations Window may keep up to 16 C-STOREs
-outstanding (they are stored in order).
+outstanding (they are stored in order). With `--fork`, each association is
+served in a child process of its own, as DCMTK's `storescp --fork`.
 """
 
 from __future__ import annotations
@@ -34,6 +35,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = server_parser("storescp", "Receive and store DICOM instances", "STORESCP")
     parser.add_argument("-od", "--output-directory", default=".", help="where to write the received files")
     parser.add_argument("--ignore", action="store_true", help="receive the data but store nothing")
+    parser.add_argument(
+        "--fork", action="store_true",
+        help="serve each association in a process of its own, so that associations use every core (Linux)",
+    )
     add_timeout_options(parser)
     # Large PDUs: each one costs the receiver the same Python work whatever its size.
     parser.set_defaults(max_pdu=STORE_PDU)
@@ -63,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args)
     os.makedirs(args.output_directory, exist_ok=True)
     ae, handlers = build_scp(args)
-    ae.start_server((args.bind_address, args.port), block=True, evt_handlers=handlers)
+    ae.start_server((args.bind_address, args.port), block=True, evt_handlers=handlers, forking=args.fork)
     return 0
 
 

@@ -1,0 +1,146 @@
+"""A forking server (`start_server(forking=True)`): each association in a child process of its own,
+children collected as they end, the association limit, shutdown and drain across processes."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from pathlib import Path
+
+import pytest
+
+from router.net import AE, evt
+from router.net.child_processes import forking_supported
+from router.net.status import SUCCESS
+from tests.conftest import LOOPBACK, verification_ae, wait_until
+
+pytestmark = pytest.mark.skipif(not forking_supported(), reason="needs os.fork and os.pidfd_open (Linux)")
+
+ENDS_WITHIN = 5.0
+
+
+def pid_recorder(folder: Path):
+    """An EVT_C_ECHO handler that leaves a file named by the pid of the process that ran it."""
+
+    def handle_echo(event: evt.Event) -> int:
+        (folder / str(os.getpid())).touch()
+        return SUCCESS
+
+    return handle_echo
+
+
+def start(ae: AE, **kwargs):
+    return ae.start_server((LOOPBACK, 0), block=False, forking=True, **kwargs)
+
+
+def is_collected(pid: int) -> bool:
+    """True once `pid` is gone for good: exited and collected by its parent (no zombie left)."""
+    return not Path(f"/proc/{pid}").exists()
+
+
+def test_each_association_is_served_by_a_child_process_of_its_own(tmp_path):
+    ae = verification_ae()
+    server = start(ae, evt_handlers=[(evt.EVT_C_ECHO, pid_recorder(tmp_path))])
+    try:
+        first = ae.associate(LOOPBACK, server.server_address[1])
+        second = ae.associate(LOOPBACK, server.server_address[1])
+        assert first.is_established and second.is_established
+        assert first.send_c_echo().Status == SUCCESS
+        assert second.send_c_echo().Status == SUCCESS
+        children = set(server.child_pids)
+        served_by = {int(path.name) for path in tmp_path.iterdir()}
+
+        assert len(children) == 2
+        assert served_by == children
+        assert os.getpid() not in served_by
+        assert server.active_associations == []  # they live in the children
+        first.release()
+        second.release()
+        assert wait_until(lambda: not server.child_pids, ENDS_WITHIN)
+        assert all(is_collected(pid) for pid in children)
+    finally:
+        ae.shutdown()
+
+
+def test_the_association_limit_counts_the_associations_of_the_other_children():
+    ae = verification_ae()
+    ae.maximum_associations = 1
+    server = start(ae)
+    port = server.server_address[1]
+    try:
+        holder = ae.associate(LOOPBACK, port)
+        assert holder.is_established
+        refused = ae.associate(LOOPBACK, port)
+        assert refused.is_rejected
+        holder.release()
+        assert wait_until(lambda: not server.child_pids, ENDS_WITHIN)
+        welcome = ae.associate(LOOPBACK, port)
+        assert welcome.is_established
+        welcome.release()
+    finally:
+        ae.shutdown()
+
+
+def test_shutdown_aborts_the_association_of_every_child():
+    ae = verification_ae()
+    server = start(ae)
+    assoc = ae.associate(LOOPBACK, server.server_address[1])
+    assert assoc.is_established
+    child = server.child_pids[0]
+    server.shutdown()
+    assoc.run_until(lambda: not assoc.is_established, ENDS_WITHIN)
+
+    assert assoc.is_aborted
+    assert server.child_pids == []
+    assert is_collected(child)
+    ae.shutdown()
+
+
+def test_drain_waits_for_the_children_to_finish():
+    ae = verification_ae()
+    server = start(ae)
+    assoc = ae.associate(LOOPBACK, server.server_address[1])
+    assert assoc.is_established
+    result = {}
+    drainer = threading.Thread(target=lambda: result.update(finished=server.drain(10)))
+    drainer.start()
+    try:
+        drainer.join(0.3)
+        assert drainer.is_alive()  # the child's association is still open
+        assert assoc.send_c_echo().Status == SUCCESS
+        assoc.release()
+        drainer.join(10)
+        assert result == {"finished": True}
+        assert server.child_pids == []
+    finally:
+        ae.shutdown()
+
+
+def test_a_child_that_is_killed_is_collected_and_the_server_goes_on(caplog):
+    ae = verification_ae()
+    server = start(ae)
+    port = server.server_address[1]
+    try:
+        doomed = ae.associate(LOOPBACK, port)
+        assert doomed.is_established
+        child = server.child_pids[0]
+        with caplog.at_level(logging.WARNING, logger="router.net"):
+            os.kill(child, signal.SIGKILL)
+            doomed.run_until(lambda: not doomed.is_established, ENDS_WITHIN)
+            assert wait_until(lambda: is_collected(child), ENDS_WITHIN)
+        assert f"The association process {child} ended with status -{signal.SIGKILL}" in caplog.text
+        assert doomed.is_aborted
+        assoc = ae.associate(LOOPBACK, port)
+        assert assoc.send_c_echo().Status == SUCCESS
+        assoc.release()
+    finally:
+        ae.shutdown()
+
+
+def test_forking_where_it_is_not_supported_is_refused(monkeypatch):
+    monkeypatch.delattr(os, "pidfd_open")
+    ae = verification_ae()
+    with pytest.raises(ValueError, match="process of its own"):
+        start(ae)
