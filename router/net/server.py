@@ -180,9 +180,15 @@ class AssociationServer:
         self._serve(sock, address)
 
     def _stop_in_child(self, signum: int, frame: object) -> None:
-        """SIGTERM in a child: abort its association, as `shutdown` does for a thread."""
+        """SIGTERM in a child: abort its association, as `shutdown` does for a thread.
+
+        A signal handler runs between any two bytecodes of the main thread, maybe while it holds
+        `_lock`: so the list is read without it (a copy is atomic) and `interrupt` takes no lock.
+        """
         self._stopping.set()
-        self._interrupt_associations()
+        for assoc in list(self._associations):
+            if assoc.link is not None:
+                assoc.link.interrupt()
 
     def _handshake(self, sock: socket.socket, address: tuple[str, int]) -> ssl.SSLSocket | None:
         """Wrap `sock` in TLS within the ACSE timeout; None (socket closed) if that fails."""
@@ -266,7 +272,9 @@ class AssociationServer:
                 return
             self._finished = True
             handshaking = list(self._handshaking)
-        self._interrupt_associations()
+        for assoc in self.active_associations:
+            if assoc.link is not None:
+                assoc.link.interrupt()
         if self._children is not None:
             self._children.terminate()
         for tls in handshaking:
@@ -280,11 +288,6 @@ class AssociationServer:
         self._wake_read.close()
         self._wake_write.close()
         self.ae.server_stopped(self)
-
-    def _interrupt_associations(self) -> None:
-        for assoc in self.active_associations:
-            if assoc.link is not None:
-                assoc.link.interrupt()
 
     def _join_associations(self, timeout: float) -> bool:
         """Wait up to `timeout` s for the association threads (or processes); True if all ended."""
