@@ -35,6 +35,15 @@ def start(ae: AE, **kwargs):
     return ae.start_server((LOOPBACK, 0), block=False, forking=True, **kwargs)
 
 
+def one_association() -> tuple[AE, object, object]:
+    """A forking server and an established association to it."""
+    ae = verification_ae()
+    server = start(ae)
+    assoc = ae.associate(LOOPBACK, server.server_address[1])
+    assert assoc.is_established
+    return ae, server, assoc
+
+
 def is_collected(pid: int) -> bool:
     """True once `pid` is gone for good: exited and collected by its parent (no zombie left)."""
     return not Path(f"/proc/{pid}").exists()
@@ -84,10 +93,7 @@ def test_the_association_limit_counts_the_associations_of_the_other_children():
 
 
 def test_shutdown_aborts_the_association_of_every_child():
-    ae = verification_ae()
-    server = start(ae)
-    assoc = ae.associate(LOOPBACK, server.server_address[1])
-    assert assoc.is_established
+    ae, server, assoc = one_association()
     child = server.child_pids[0]
     server.shutdown()
     assoc.run_until(lambda: not assoc.is_established, ENDS_WITHIN)
@@ -99,10 +105,7 @@ def test_shutdown_aborts_the_association_of_every_child():
 
 
 def test_drain_waits_for_the_children_to_finish():
-    ae = verification_ae()
-    server = start(ae)
-    assoc = ae.associate(LOOPBACK, server.server_address[1])
-    assert assoc.is_established
+    ae, server, assoc = one_association()
     result = {}
     drainer = threading.Thread(target=lambda: result.update(finished=server.drain(10)))
     drainer.start()
@@ -119,12 +122,8 @@ def test_drain_waits_for_the_children_to_finish():
 
 
 def test_a_child_that_is_killed_is_collected_and_the_server_goes_on(caplog):
-    ae = verification_ae()
-    server = start(ae)
-    port = server.server_address[1]
+    ae, server, doomed = one_association()
     try:
-        doomed = ae.associate(LOOPBACK, port)
-        assert doomed.is_established
         child = server.child_pids[0]
         with caplog.at_level(logging.WARNING, logger="router.net"):
             os.kill(child, signal.SIGKILL)
@@ -132,7 +131,7 @@ def test_a_child_that_is_killed_is_collected_and_the_server_goes_on(caplog):
             assert wait_until(lambda: is_collected(child), ENDS_WITHIN)
         assert f"The association process {child} ended with status -{signal.SIGKILL}" in caplog.text
         assert doomed.is_aborted
-        assoc = ae.associate(LOOPBACK, port)
+        assoc = ae.associate(LOOPBACK, server.server_address[1])
         assert assoc.send_c_echo().Status == SUCCESS
         assoc.release()
     finally:
