@@ -252,6 +252,18 @@ def test_our_tls_requestor_to_our_tls_server(our_server, pki):
     assert recorder.seen == [("router-test-client", version)]
 
 
+def test_our_tls_requestor_to_our_forking_tls_server(our_server, pki):
+    """With `forking`, the TLS handshake happens in the child that serves the association."""
+    server = our_server.start(ssl_context=server_context(pki), forking=True)
+
+    assoc, status, version = tls_echo(server.server_address[1], pki)
+
+    assert assoc.is_released
+    assert status.Status == SUCCESS
+    assert version in ("TLSv1.2", "TLSv1.3")
+    assert wait_until(lambda: not server.child_pids, HANDSHAKE_BOUND)
+
+
 @pytest.mark.dcmtk
 def test_our_tls_requestor_to_dcmtk_tls_storescp(peers, pki):
     scp = peers.start(
