@@ -60,6 +60,7 @@ class Children:
         through what they guard when the child's copy is taken. Returns the child's pid and
         pidfd to the parent; never returns in the child.
         """
+        _flush_standard_streams()  # else what they buffer would be written twice, by both processes
         for lock in locks:
             lock.acquire()
         try:
@@ -144,9 +145,13 @@ def _run_child(serve: Callable[[], None], close_in_child: Iterable, siblings: It
     except BaseException:
         LOGGER.exception("the association process failed")
     finally:
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except (OSError, ValueError, AttributeError):
-                pass
+        _flush_standard_streams()
         os._exit(code)
+
+
+def _flush_standard_streams() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):  # closed, or replaced by an object without flush
+            pass

@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -14,7 +16,7 @@ import pytest
 from router.net import AE, evt
 from router.net.child_processes import forking_supported
 from router.net.status import SUCCESS
-from tests.conftest import LOOPBACK, verification_ae, wait_until
+from tests.conftest import LOOPBACK, REPO_ROOT, verification_ae, wait_until
 
 pytestmark = pytest.mark.skipif(not forking_supported(), reason="needs os.fork and os.pidfd_open (Linux)")
 
@@ -143,3 +145,28 @@ def test_forking_where_it_is_not_supported_is_refused(monkeypatch):
     ae = verification_ae()
     with pytest.raises(ValueError, match="process of its own"):
         start(ae)
+
+
+BUFFERED_BEFORE_A_FORK = """
+import sys
+from router.net import AE
+from router.net.presentation import VERIFICATION_SOP_CLASS
+ae = AE("BUFFERED")
+ae.add_supported_context(VERIFICATION_SOP_CLASS)
+ae.add_requested_context(VERIFICATION_SOP_CLASS)
+server = ae.start_server(("127.0.0.1", 0), block=False, forking=True)
+sys.stdout.write("written once\\n")  # stdout is a pipe: this waits in the buffer while the child forks
+assoc = ae.associate("127.0.0.1", server.server_address[1])
+assoc.release()
+ae.shutdown()
+"""
+
+
+def test_what_the_parent_buffered_before_a_fork_is_written_once():
+    environment = {name: value for name, value in os.environ.items() if name != "PYTHONUNBUFFERED"}
+    completed = subprocess.run(
+        [sys.executable, "-c", BUFFERED_BEFORE_A_FORK], capture_output=True, text=True, timeout=60,
+        cwd=REPO_ROOT, env=environment,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout == "written once\n"
