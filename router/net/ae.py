@@ -217,6 +217,16 @@ class AE:
             servers = list(self._servers)
         return requestors + [a for server in servers for a in server.active_associations]
 
+    def sockets_besides(self, server: AssociationServer) -> list:
+        """The sockets this AE holds open outside `server`: the other servers' listening and
+        wake-up sockets and its requestor associations' connections (a child forked by `server`
+        closes its copies, so that they close for good when the parent closes them)."""
+        with self.lock:
+            servers = [other for other in self._servers if other is not server]
+            requestors = list(self._requestors)
+        sockets = [sock for other in servers for sock in other.own_sockets()]
+        return sockets + [assoc.link.sock for assoc in requestors if assoc.link is not None]
+
     def forget(self, assoc: Association) -> None:
         """Drop a finished association from the bookkeeping."""
         with self.lock:

@@ -10,7 +10,9 @@ it exits: no signal handler, no polling.
 What a child does stays in the child: event handlers run there, and handlers
 bound after the server started reach only the children forked after that.
 A child knows how many of its siblings were alive when it was forked, and
-counts them against the AE's association limit.
+counts them against the AE's association limit. It closes its copies of the
+sockets it does not serve (the server's own, the AE's other servers' and its
+requestor associations'), so that a socket the parent closes closes for good.
 
 SIGTERM to a child aborts its association (A-ABORT to the peer) and ends it;
 `shutdown` sends that to every child, `drain` first waits for them.

@@ -74,6 +74,10 @@ class AssociationServer:
     def server_address(self) -> tuple[str, int]:
         return self.socket.getsockname()[:2]
 
+    def own_sockets(self) -> tuple[socket.socket, ...]:
+        """The sockets of the server itself (not of its associations)."""
+        return self.socket, self._wake_read, self._wake_write
+
     @property
     def child_pids(self) -> list[int]:
         """With `forking`: the processes serving an association right now (else empty)."""
@@ -162,7 +166,7 @@ class AssociationServer:
     def _fork(self, sock: socket.socket, address: tuple[str, int]) -> None:
         """Serve `sock` in a child process; the parent keeps only the child's pidfd."""
         assert self._children is not None and self._selector is not None
-        inherited = (self.socket, self._wake_read, self._wake_write, self._selector)
+        inherited = (*self.own_sockets(), self._selector, *self.ae.sockets_besides(self))
         try:
             pid, pidfd = self._children.spawn(
                 functools.partial(self._serve_in_child, sock, address), inherited,

@@ -170,3 +170,35 @@ def test_what_the_parent_buffered_before_a_fork_is_written_once():
     )
     assert completed.returncode == 0, completed.stderr
     assert completed.stdout == "written once\n"
+
+
+def socket_inode(sock) -> int:
+    return os.fstat(sock.fileno()).st_ino
+
+
+def open_socket_inodes(pid: int) -> set[int]:
+    """The inodes of the sockets process `pid` holds open."""
+    links = (os.readlink(entry.path) for entry in os.scandir(f"/proc/{pid}/fd"))
+    return {int(link[len("socket:["):-1]) for link in links if link.startswith("socket:[")}
+
+
+def test_a_child_does_not_hold_the_other_connections_of_its_ae():
+    """Closed in the parent, a socket must close for good: the child keeps no copy of the AE's other
+    servers' listening sockets nor of its requestor associations' connections."""
+    ae = verification_ae()
+    other_server = ae.start_server((LOOPBACK, 0), block=False)
+    outgoing = ae.associate(LOOPBACK, other_server.server_address[1])
+    assert outgoing.is_established
+    try:
+        forking_server = start(ae)
+        served = ae.associate(LOOPBACK, forking_server.server_address[1])
+        assert served.is_established
+        held = open_socket_inodes(forking_server.child_pids[0])
+
+        assert socket_inode(other_server.socket) not in held
+        assert socket_inode(outgoing.link.sock) not in held
+        assert socket_inode(forking_server.socket) not in held
+        served.release()
+        outgoing.release()
+    finally:
+        ae.shutdown()
