@@ -262,19 +262,30 @@ class Association:
         connection, peer_max = self.link.connection, self.peer.maximum_length or 0
         self._queue_command(context_id, encode_command(message, True))
         link, observed = self.link, self.handlers.is_bound(evt.EVT_PDU_SENT)
+        per_pdu = observed or self.handlers.is_bound(evt.EVT_FSM_TRANSITION)  # one P-DATA request each
+        pending: list[bytes | memoryview] = []  # otherwise a block's PDUs go as one request
+
+        def send_pending() -> None:
+            if pending and not link.closed:
+                connection.send_raw_data(tuple(pending), link.now())
+            pending.clear()
+            link.flush()  # one write for the block's PDUs
 
         def written_blocks() -> Iterator[memoryview]:
             for block in source.blocks(data_set_pdus_block_size(peer_max, BLOCK_SIZE)):
                 yield block
-                link.flush()  # the block's PDUs are queued: one write for all of them
+                send_pending()  # every PDU of the block has been made: its views are still valid
 
         for chunks in data_set_pdus(context_id, written_blocks(), source.length, peer_max):
             if link.closed:
                 break
+            if not per_pdu:
+                pending.extend(chunks)
+                continue
             connection.send_raw_data(chunks, link.now())
             if observed:  # the PDU as an object only for those who watch: decoding costs
                 self.notify(evt.EVT_PDU_SENT, pdu=pdu_decode(b"".join(chunks), 0).pdu)
-        link.flush()
+        send_pending()
         if link.closed:
             self.process_indications()  # learn how it ended (the peer's abort, a lost connection)
             return

@@ -251,10 +251,13 @@ class Connection:
         self._primitive(Event.DATA_REQUEST, now, pdu)
 
     def send_raw_data(self, encoded: bytes | tuple[bytes | memoryview, ...], now: float) -> None:
-        """P-DATA request (Evt9) for a P-DATA-TF the caller already encoded.
+        """P-DATA request (Evt9) for P-DATA-TF PDUs the caller already encoded.
 
-        It may come as the chunks that make it up, written in order without
+        They may come as the chunks that make them up, written in order without
         being joined; a memoryview among them must stay valid until flushed.
+        Several PDUs may come in one request: in every state that allows it, a
+        P-DATA request sends its PDU and leaves the state as it was, so one
+        step stands for all of them.
         """
         self._primitive(Event.DATA_REQUEST, now, encoded)
 

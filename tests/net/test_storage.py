@@ -730,6 +730,68 @@ def test_evt_pdu_sent_sees_every_pdu_of_a_streamed_data_set(our_server, instance
     assert sum(len(pdv.data) for pdv in pdvs) == instance.path.stat().st_size - store_data.data_offset(instance.path)
 
 
+SMALL_PEER_PDU = 16384  # DCMTK's and pynetdicom's default
+
+
+def stream_to_a_small_pdu_peer(our_server, instance, evt_handlers) -> int:
+    """Send `instance` from its file to our SCP announcing 16 KB PDUs; the data set size it received."""
+    received = []
+    scp = scp_ae()
+    scp.maximum_pdu_size = SMALL_PEER_PDU
+
+    def handle_store(event: evt.Event) -> int:
+        received.append(len(event.encoded_dataset(include_meta=False)))
+        return SUCCESS
+
+    server = our_server.start(scp, evt_handlers=[(evt.EVT_C_STORE, handle_store)])
+    scu = scu_ae([(instance.sop_class_uid, [instance.transfer_syntax])])
+    assoc = scu.associate(LOOPBACK, server.server_address[1], ae_title=SCP_TITLE, evt_handlers=evt_handlers)
+    assert assoc.send_c_store(instance.path).Status == SUCCESS
+    assoc.release()
+    return received[0]
+
+
+def test_a_streamed_data_set_goes_out_in_one_request_and_one_write_per_block(our_server, instances, monkeypatch):
+    """The PDUs of one block read from the file are one P-DATA request to the Upper Layer state
+    machine and one write, not one each."""
+    from router.net.connection import Connection, Role
+    from router.net.dimse import data_fragment_size, data_set_pdus_block_size
+    from router.net.sources import BLOCK_SIZE
+
+    instance = instances["explicit"][store_data.TYPICAL]
+    size = instance.path.stat().st_size - store_data.data_offset(instance.path)
+    requests, writes = [], []
+    send_raw_data = Connection.send_raw_data
+
+    def counted(connection, encoded, now):
+        requests.append(connection.role)
+        send_raw_data(connection, encoded, now)
+
+    monkeypatch.setattr(Connection, "send_raw_data", counted)  # the real method still does the work
+    received = stream_to_a_small_pdu_peer(our_server, instance, [(evt.EVT_DATA_SENT, writes.append)])
+
+    pdus = -(-size // data_fragment_size(SMALL_PEER_PDU))
+    blocks = -(-size // data_set_pdus_block_size(SMALL_PEER_PDU, BLOCK_SIZE))
+    assert received == size
+    assert blocks < pdus
+    # The requestor: the command's PDU, then a request per block; the acceptor: its response.
+    assert requests.count(Role.REQUESTOR) == 1 + blocks
+    assert len(writes) == blocks + 2  # the blocks (the first with the command), the A-ASSOCIATE-RQ, the A-RELEASE-RQ
+
+
+def test_evt_fsm_transition_sees_a_step_per_pdu_of_a_streamed_data_set(our_server, instances):
+    from router.net.dimse import data_fragment_size
+
+    instance = instances["explicit"][store_data.TYPICAL]
+    size = instance.path.stat().st_size - store_data.data_offset(instance.path)
+    steps = []
+    received = stream_to_a_small_pdu_peer(our_server, instance, [(evt.EVT_FSM_TRANSITION, steps.append)])
+
+    sent = [step for step in steps if step.action == "DT-1"]
+    assert received == size
+    assert len(sent) == 1 + -(-size // data_fragment_size(SMALL_PEER_PDU))  # the command's PDU, then the data set's
+
+
 @pytest.mark.parametrize("version, source", [("OURS_1", "STORESCU"), (None, None), ("ODD", "AE TITLE ")])
 def test_the_file_header_reads_back_as_the_file_meta_it_names(version, source):
     from router.net.received import build_file_meta, file_header
