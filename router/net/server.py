@@ -184,12 +184,17 @@ class AssociationServer:
         self._serve(sock, address)
 
     def _stop_in_child(self, signum: int, frame: object) -> None:
-        """SIGTERM in a child: abort its association, as `shutdown` does for a thread.
-
-        A signal handler runs between any two bytecodes of the main thread, maybe while it holds
-        `_lock`: so the list is read without it (a copy is atomic) and `interrupt` takes no lock.
-        """
+        """SIGTERM in a child: abort its association, as `shutdown` does for a thread."""
         self._stopping.set()
+        self._interrupt_associations()
+
+    def _interrupt_associations(self) -> None:
+        """Wake every association's blocking read so that it aborts.
+
+        Takes no lock, since a child's SIGTERM handler calls it between any two bytecodes of the
+        main thread, maybe while that holds `_lock`: copying the list is atomic, and `interrupt`
+        locks nothing either.
+        """
         for assoc in list(self._associations):
             if assoc.link is not None:
                 assoc.link.interrupt()
@@ -276,9 +281,7 @@ class AssociationServer:
                 return
             self._finished = True
             handshaking = list(self._handshaking)
-        for assoc in self.active_associations:
-            if assoc.link is not None:
-                assoc.link.interrupt()
+        self._interrupt_associations()
         if self._children is not None:
             self._children.terminate()
         for tls in handshaking:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.procs import children
 from router.net import AE, evt
 from router.net.contexts import accept_all_storage
 from router.net.status import SUCCESS
@@ -219,7 +220,6 @@ def test_send_c_store_to_dcmtk_bit_preserving_storescp(library, peers, tmp_path,
         assert_stored_as_sent(instance, stored_file(out, instance))
 
 
-
 def test_four_dcmtk_storescu_at_once_to_our_forking_storescp_app(library, peers, client, tmp_path):
     """`storescp --fork`: four associations at once, each in a process of its own, every instance
     stored bit for bit, and every child collected by the parent once its association ended."""
@@ -239,10 +239,5 @@ def test_four_dcmtk_storescu_at_once_to_our_forking_storescp_app(library, peers,
     assert wait_until(lambda: ours.output().count("Association Released") == len(sets), 10), ours.output()
     for instance in (instance for instances in sets for instance in instances):
         assert_stored_as_sent(instance, out / f"{instance.sop_instance_uid}.dcm")
-    assert wait_until(lambda: not live_children(ours.pid), 5), live_children(ours.pid)
+    assert wait_until(lambda: not children(ours.pid), 5), children(ours.pid)  # zombies included
     assert ours.is_running()
-
-
-def live_children(pid: int) -> list[str]:
-    """The children of `pid` not yet collected by it (zombies included)."""
-    return [child for task in Path(f"/proc/{pid}/task").iterdir() for child in (task / "children").read_text().split()]
