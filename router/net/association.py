@@ -131,8 +131,7 @@ class Association:
             self.notify(evt.EVT_ACSE_SENT, primitive=pdu)
 
     def _on_pdu_received(self, pdu: Any) -> None:
-        if isinstance(pdu, PDataTF):
-            return  # EVT_PDU_RECV for P-DATA fires from _receive_pdata
+        """Every received PDU but P-DATA-TF (whose EVT_PDU_RECV fires from _receive_pdata)."""
         self.notify(evt.EVT_PDU_RECV, pdu=pdu)
         self.notify(evt.EVT_ACSE_RECV, primitive=pdu)
 
@@ -244,7 +243,8 @@ class Association:
             for pdu in fragment(context_id, command, dataset, self.peer.maximum_length or 0):
                 self.link.connection.send_data(pdu, self.link.now())
         self.link.flush()
-        self.notify(evt.EVT_DIMSE_SENT, message=message, context_id=context_id)
+        if evt.EVT_DIMSE_SENT in self.handlers.bound_events:
+            self.notify(evt.EVT_DIMSE_SENT, message=message, context_id=context_id)
 
     def _queue_command(self, context_id: int, command: bytes) -> None:
         """Queue a command set's PDUs: one encoded P-DATA-TF when it fits and nobody watches PDUs."""
@@ -404,7 +404,10 @@ class Association:
         assert self.link is not None
         connection = self.link.connection
         while (indication := connection.next_indication()) is not None:
-            self.handle_indication(indication)
+            if type(indication) is DataReceived:  # the data phase's indication: no dispatch
+                self._receive_pdata(indication)
+            else:
+                self.handle_indication(indication)
 
     def handle_indication(self, indication: Indication) -> None:
         """React to one indication of the Upper Layer."""
@@ -425,7 +428,8 @@ class Association:
         """Overridden by the role that negotiates; unexpected indications are ignored."""
 
     def _receive_pdata(self, indication: DataReceived) -> None:
-        self.notify(evt.EVT_PDU_RECV, pdu=indication.pdu)
+        if evt.EVT_PDU_RECV in self.handlers.bound_events:
+            self.notify(evt.EVT_PDU_RECV, pdu=indication.pdu)
         for pdv in indication.pdu.pdvs:
             result = self._assembler.feed(pdv)
             if isinstance(result, DimseError):
@@ -442,7 +446,8 @@ class Association:
             return
         message = assembled.message
         self._messages_received += 1
-        self.notify(evt.EVT_DIMSE_RECV, message=message, context_id=assembled.context_id)
+        if evt.EVT_DIMSE_RECV in self.handlers.bound_events:
+            self.notify(evt.EVT_DIMSE_RECV, message=message, context_id=assembled.context_id)
         if message.is_response:
             answered = message.message_id_being_responded_to
             self._responses.setdefault(answered, deque()).append(assembled)

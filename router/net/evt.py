@@ -192,6 +192,8 @@ class HandlerRegistry:
 
     def __init__(self, specs: Iterable[HandlerSpec] | None = None) -> None:
         self._handlers: dict[EventType, list[tuple[Handler, Sequence]]] = {}
+        # The events with a handler, a live view: hot paths test it before building an event for nobody.
+        self.bound_events = self._handlers.keys()
         for spec in specs or ():
             self.bind(*spec)
 
@@ -225,7 +227,8 @@ class HandlerRegistry:
         return [(event, handler, args) for event, bound in self._handlers.items() for handler, args in bound]
 
     def is_bound(self, event: EventType) -> bool:
-        return bool(self._handlers.get(event))
+        return event in self._handlers
+
 
     def notify(self, assoc: Any, event: EventType, **attributes: Any) -> None:
         """Call every handler of a notification event; a failing handler is logged, not raised."""

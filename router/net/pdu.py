@@ -235,9 +235,9 @@ _ENCODERS: dict[type, Callable[..., list]] = {
 # Decoding ------------------------------------------------------------------------------------
 
 
-def read_header(buf: bytes | bytearray | memoryview) -> tuple[int, int]:
-    """``(pdu_type, pdu_length)`` from the first 6 bytes of ``buf`` (which must hold them)."""
-    return _PDU_HEADER.unpack_from(buf)
+def read_header(buf: bytes | bytearray | memoryview, offset: int = 0) -> tuple[int, int]:
+    """``(pdu_type, pdu_length)`` from the 6 bytes at ``offset`` in ``buf`` (which must hold them)."""
+    return _PDU_HEADER.unpack_from(buf, offset)
 
 
 def decode(
@@ -322,7 +322,8 @@ def _decode_release_rp(body: memoryview) -> ReleaseRP:
     return ReleaseRP()
 
 
-def _decode_pdata(body: memoryview) -> PDataTF:
+def decode_pdata(body: memoryview) -> PDataTF:
+    """The P-DATA-TF whose body (a byte view of what follows the header) is `body`; PduError if invalid."""
     pdvs = []
     pos, end, unpack = 0, len(body), _PDV_HEADER.unpack_from
     while pos < end:
@@ -332,7 +333,8 @@ def _decode_pdata(body: memoryview) -> PDataTF:
         stop = pos + _PDV_LENGTH_FIELD + item_length
         if item_length < _PDV_MINIMUM_ITEM_LENGTH or stop > end:
             fail(f"PDV item-length {item_length} is invalid", pos)
-        check_context_id(context_id, pos + _PDV_LENGTH_FIELD)
+        if not context_id & 1:
+            check_context_id(context_id, pos + _PDV_LENGTH_FIELD)  # fails
         data = body[pos + PDV_HEADER_LENGTH : stop]
         pdvs.append(PDV(context_id, bool(control & MCH_COMMAND), bool(control & MCH_LAST), data))
         pos = stop
@@ -403,7 +405,7 @@ _DECODERS: dict[int, Callable[[memoryview], Pdu]] = {
     PduType.ASSOCIATE_RQ: partial(_decode_association, AssociateRQ, PresentationContextRQ),
     PduType.ASSOCIATE_AC: partial(_decode_association, AssociateAC, PresentationContextAC),
     PduType.ASSOCIATE_RJ: _decode_reject,
-    PduType.P_DATA_TF: _decode_pdata,
+    PduType.P_DATA_TF: decode_pdata,
     PduType.RELEASE_RQ: _decode_release_rq,
     PduType.RELEASE_RP: _decode_release_rp,
     PduType.ABORT: _decode_abort,

@@ -48,10 +48,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def store_handler(directory: str, ignore: bool):
     """The EVT_C_STORE handler: save as <SOP Instance UID>.dcm in `directory`."""
 
+    prefix = os.path.join(directory, "")  # the folder with its separator: each path is one concatenation
+
     def handle_store(event: evt.Event) -> int:
         if ignore:
             return SUCCESS
-        path = os.path.join(directory, event.request.affected_sop_instance_uid + FILE_SUFFIX)
+        path = prefix + event.request.affected_sop_instance_uid + FILE_SUFFIX
         try:
             event.save_as(path)
         except OSError as exc:
