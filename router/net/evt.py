@@ -229,7 +229,6 @@ class HandlerRegistry:
     def is_bound(self, event: EventType) -> bool:
         return event in self._handlers
 
-
     def notify(self, assoc: Any, event: EventType, **attributes: Any) -> None:
         """Call every handler of a notification event; a failing handler is logged, not raised."""
         bound = self._handlers.get(event)

@@ -935,3 +935,59 @@ def test_pdata_of_exactly_the_maximum_is_accepted():
     wire.req.send_data(pdu, T0)
     wire.to_acc()
     assert indications(wire.acc) == [DataReceived(pdu)] and wire.acc.state is State.STA6
+
+
+# The data phase's short way (DT-2 and DT-1 in Sta6 without the table's dispatch) --------------
+
+DATA_PHASE_STREAM = b"".join([
+    encode(PDataTF((PDV(1, True, True, b"command"),))),
+    encode(PDataTF((PDV(3, False, False, bytes(range(40))), PDV(3, False, True, b"end!")))),
+    encode(ReleaseRQ()),
+])  # fmt: skip
+INVALID_PDATA = bytes.fromhex("04 00 00000008 00000002 02 03 0000")  # PDV context ID 2 is even
+
+
+def _run_data_phase(stream: bytes, cut: int, observed: bool) -> tuple:
+    """Feed `stream` in Sta6 in two reads cut at `cut`: what the acceptor indicates, sends and becomes."""
+    _, acc = associated_pair()
+    if observed:
+        record(acc)  # a transition observer: every PDU takes the state table's way
+    for read in (stream[:cut], stream[cut:]):
+        if read:  # an empty read would be the end of the transport
+            acc.receive_data(read, NOW)
+    return indications(acc), acc.data_to_send(), acc.state, acc.next_deadline()
+
+
+@pytest.mark.parametrize("cut", [1, 5, 6, 20, 33, 60, 70, len(DATA_PHASE_STREAM) - 3])
+def test_data_phase_short_way_matches_the_state_table(cut):
+    short = _run_data_phase(DATA_PHASE_STREAM, cut, observed=False)
+    table = _run_data_phase(DATA_PHASE_STREAM, cut, observed=True)
+    assert short == table
+    assert [type(i) for i in short[0]] == [DataReceived, DataReceived, ReleaseRequested]
+    assert short[2] is State.STA8
+
+
+def test_an_invalid_pdata_in_sta6_is_aborted_with_the_decoders_reason_either_way():
+    stream = encode(PDataTF((PDV(1, True, True, b"ok"),))) + INVALID_PDATA
+    short = _run_data_phase(stream, len(stream), observed=False)
+    assert short == _run_data_phase(stream, len(stream), observed=True)
+    found, chunks, state, _ = short
+    assert found[0] == DataReceived(PDataTF((PDV(1, True, True, b"ok"),)))
+    assert found[1] == Aborted(AbortSource.SERVICE_PROVIDER, AbortReason.INVALID_PDU_PARAMETER_VALUE, by_peer=False)
+    assert state is State.STA13
+    assert [decode(chunk, 0).pdu for chunk in chunks] == [
+        Abort(AbortSource.SERVICE_PROVIDER, AbortReason.INVALID_PDU_PARAMETER_VALUE)
+    ]
+
+
+def test_data_requests_in_sta6_send_the_same_bytes_watched_or_not():
+    encoded = encode(PDataTF((PDV(1, True, True, b"response"),)))
+    outputs = []
+    for observed in (False, True):
+        req, _ = associated_pair()
+        steps = record(req) if observed else []
+        req.send_raw_data(encoded, NOW)
+        req.send_raw_data((encoded[:4], memoryview(encoded)[4:]), NOW)
+        outputs.append((b"".join(req.data_to_send()), req.state, req.next_deadline()))
+        assert len(steps) == (2 if observed else 0)
+    assert outputs[0] == outputs[1] == (encoded * 2, State.STA6, None)
