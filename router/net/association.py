@@ -402,8 +402,9 @@ class Association:
 
     def process_indications(self) -> None:
         assert self.link is not None
-        connection = self.link.connection
-        while (indication := connection.next_indication()) is not None:
+        indications = self.link.connection.indications
+        while indications:  # a handler may take some itself (a nested read): popped one at a time
+            indication = indications.popleft()
             if type(indication) is DataReceived:  # the data phase's indication: no dispatch
                 self._receive_pdata(indication)
             else:

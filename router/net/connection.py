@@ -164,7 +164,9 @@ class Connection:
         self._pdu_buffer: bytearray | None = None  # a large PDU being read into a buffer of its own
         self._pdu_filled = 0  # how much of it has arrived
         self._outgoing: list[bytes | memoryview] = []
-        self._indications: deque[Indication] = deque()
+        # Indications and confirmations for the user, oldest first: take them with `next_indication`
+        # or pop them from the left of this deque directly.
+        self.indications: deque[Indication] = deque()
         self._pdu: Pdu | None = None  # the PDU behind the event being handled
         self._error: PduError | None = None
         self._framing_lost = False  # after an invalid PDU, later bytes are not PDUs
@@ -289,7 +291,7 @@ class Connection:
 
     def next_indication(self) -> Indication | None:
         """Take the next indication or confirmation for the user, if any."""
-        return self._indications.popleft() if self._indications else None
+        return self.indications.popleft() if self.indications else None
 
     @property
     def is_closed(self) -> bool:
@@ -331,7 +333,7 @@ class Connection:
                 break
         self._chunks = [rest] if rest else []
         self._buffered = len(rest)
-        self._needed = _pdu_size(rest)
+        self._needed = _pdu_size(rest) if rest else HEADER_LENGTH
 
     def _decode_pdus(self, view: memoryview, now: float) -> int:
         """Decode the complete PDUs at the start of `view`; how many bytes they took."""
@@ -373,7 +375,7 @@ class Connection:
             pdata = decode_pdata(view[position + HEADER_LENGTH : stop])
         except PduError:
             return 0  # the state table's way reports it
-        self._indications.append(DataReceived(pdata))
+        self.indications.append(DataReceived(pdata))
         return stop - position
 
     def _receive_pdu(self, pdu: Pdu, now: float) -> None:
@@ -397,7 +399,7 @@ class Connection:
         if self.on_transition is not None:
             self.on_transition(old, event, step.action, new)
         if new is State.STA1 and old is not State.STA1:
-            self._indications.append(Closed())
+            self.indications.append(Closed())
 
     def _send(self, pdu: Pdu | bytes | tuple[bytes | memoryview, ...]) -> None:
         if isinstance(pdu, bytes):
@@ -411,7 +413,7 @@ class Connection:
             self.on_pdu_sent(pdu)
 
     def _indicate(self, indication: Indication) -> None:
-        self._indications.append(indication)
+        self.indications.append(indication)
 
     def _provider_abort_reason(self) -> AbortReason:
         if self._error is not None:
