@@ -42,6 +42,10 @@ medians are reported. Before each run the file system is synced (`os.sync`), so 
 the last run's files and of their removal is not billed to the next pair. pynetdicom -> pynetdicom runs once (its runs are 5-10x longer, steadier). Targets, printed, not asserted: ours -> ours >= DCMTK -> DCMTK and
 DCMTK -> ours >= 0.9 x DCMTK -> DCMTK, on the net figures.
 
+`--floor` adds DCMTK's storescu -> bench/floor_scp.py (our storescp whose data phase is one plain
+loop, no layers): how fast a Python receiver doing the same work can be, on the same machine and
+run; with `--out-root /dev/shm/...` the file system is out of the picture too.
+
 `python -m bench.store --profile [--quick] [--kinds ...]` profiles our storescp instead (cProfile,
 every association thread) receiving each set from DCMTK's storescu.
 """
@@ -88,7 +92,7 @@ class Peer:
     """One implementation's sender and receiver command lines."""
 
     name: str
-    scu: Callable[[int, Sequence[Path]], list[str]]
+    scu: Callable[[int, Sequence[Path]], list[str]] | None  # None: a receiver only
     scp: Callable[[int, Path], list[str]]
     env: Mapping[str, str] | None = None
     held: bool = False  # its sender runs under bench/launcher.py: started, then released
@@ -105,6 +109,10 @@ def _ours_scp_options(out: Path) -> list[str]:
 
 def _ours_scp(port: int, out: Path) -> list[str]:
     return [sys.executable, "-m", "router.net", "storescp", str(port), "--fork", *_ours_scp_options(out)]
+
+
+def _floor_scp(port: int, out: Path) -> list[str]:
+    return [sys.executable, "-m", "bench.floor_scp", str(port), *_ours_scp_options(out)]
 
 
 def _dcmtk_scu(port: int, files: Sequence[Path]) -> list[str]:
@@ -128,6 +136,7 @@ def _pynetdicom_scp(port: int, out: Path) -> list[str]:
 OURS = Peer("ours", _ours_scu, _ours_scp, held=True)
 DCMTK = Peer("DCMTK", _dcmtk_scu, _dcmtk_scp, DCMTK_ENV)
 PYNETDICOM = Peer("pynetdicom", _pynetdicom_scu, _pynetdicom_scp, held=True)
+FLOOR = Peer("Python floor", None, _floor_scp)  # bench/floor_scp.py: our storescp without its layers
 
 
 @dataclass(frozen=True)
@@ -147,6 +156,7 @@ class Pair:
 
 PAIRS = (Pair(OURS, OURS), Pair(DCMTK, OURS), Pair(OURS, DCMTK), Pair(DCMTK, DCMTK),
          Pair(PYNETDICOM, PYNETDICOM, max_runs=1))  # 5-10x slower: one run is long enough, and half the time
+FLOOR_PAIR = Pair(DCMTK, FLOOR)  # with --floor
 
 
 @dataclass(frozen=True)
@@ -276,8 +286,8 @@ def measure(pairs: Sequence[Pair], sets: Sequence[InstanceSet], associations: Se
     return cells
 
 
-def available_pairs() -> list[Pair]:
-    """The pairs whose peers are installed; the others are named on stderr."""
+def available_pairs(floor: bool = False) -> list[Pair]:
+    """The pairs whose peers are installed (and the floor pair if asked); the others are named on stderr."""
     missing = set()
     if not (shutil.which("storescu") and shutil.which("storescp")):
         missing.add(DCMTK.name)
@@ -287,7 +297,8 @@ def available_pairs() -> list[Pair]:
         missing.add(PYNETDICOM.name)
     if missing:
         print(f"not installed, skipped: {', '.join(sorted(missing))} (`make peers`, pip install -e '.[dev]')", file=sys.stderr)
-    return [pair for pair in PAIRS if not {pair.sender.name, pair.receiver.name} & missing]
+    pairs = [*PAIRS, FLOOR_PAIR] if floor else PAIRS
+    return [pair for pair in pairs if not {pair.sender.name, pair.receiver.name} & missing]
 
 
 def file_creation_rate(folder: Path, count: int = 500, size: int = 10_000) -> float:
@@ -349,6 +360,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--associations", default=",".join(map(str, ASSOCIATIONS)), help="association counts")
     parser.add_argument("--out-root", type=Path, default=RECEIVED, help="where receivers write (one fresh folder per run)")
     parser.add_argument("--profile", action="store_true", help="only profile our storescp receiving each set")
+    parser.add_argument("--floor", action="store_true",
+                        help="also DCMTK's storescu -> bench/floor_scp.py, our storescp without its layers")
     args = parser.parse_args(argv)
 
     counts = QUICK if args.quick else FULL
@@ -364,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     print(where, flush=True)
     load, started = os.getloadavg()[0], time.perf_counter()
     print(preamble(args.runs), flush=True)
-    cells = measure(available_pairs(), sets, [int(n) for n in args.associations.split(",")], args.runs, args.out_root,
+    cells = measure(available_pairs(args.floor), sets, [int(n) for n in args.associations.split(",")], args.runs, args.out_root,
                     on_group=lambda row: print("\n".join(["", *group_report(row)]), flush=True))
     print("\n".join(["", *summary(cells)]))
     print(f"total {time.perf_counter() - started:.0f} s; load average (1 min) {load:.2f} at the start, "

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 MB = 1_000_000
 OURS_OURS, DCMTK_OURS, OURS_DCMTK = "ours -> ours", "DCMTK -> ours", "ours -> DCMTK"
 DCMTK_DCMTK, PYNETDICOM_PYNETDICOM = "DCMTK -> DCMTK", "pynetdicom -> pynetdicom"
+DCMTK_FLOOR = "DCMTK -> Python floor"
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,8 @@ RATIOS = (
     Ratio(DCMTK_OURS, DCMTK_DCMTK, 0.9, "our receiver vs DCMTK's, same sender"),
     Ratio(OURS_DCMTK, DCMTK_DCMTK, None, "our sender vs DCMTK's, same receiver"),
     Ratio(OURS_OURS, PYNETDICOM_PYNETDICOM, None, "ours vs pynetdicom end to end"),
+    Ratio(DCMTK_FLOOR, DCMTK_DCMTK, None, "a Python receiver without layers vs DCMTK's (--floor)"),
+    Ratio(DCMTK_OURS, DCMTK_FLOOR, None, "our receiver vs the same without its layers (--floor)"),
 )
 HEADER = (f"{'pair':<26}{'inst/s':>9}{'MB/s':>8}{'raw inst/s':>12}{'raw MB/s':>10}{'wall s':>9}{'start s':>9}"
           f"{'rcv CPU s':>11}{'rcv RSS MB':>12}   runs: net inst/s")

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import os
 import shutil
+import subprocess
 
 import pytest
 
 from bench import echo, replay, store, store_report
 from bench.floor import measure_floor
 from bench.instances import instance_set
-from bench.procs import Usage
+from bench.procs import Peers, Usage, free_port
 from tests.interop.store_data import SMALL, data_digest
 
 pytestmark = pytest.mark.timeout(30)
@@ -68,7 +70,7 @@ def tiny_set(tmp_path_factory):
 
 @pytest.mark.timeout(STORE_TIMEOUT)
 def test_store_every_pair_sends_and_counts(tiny_set, tmp_path):
-    pairs = store.available_pairs()
+    pairs = store.available_pairs(floor=True)
     cells = store.measure(pairs, [tiny_set], (1, 4), runs=1, out_root=tmp_path, start_repeats=1)
     assert len(cells) == 2 * len(pairs)
     for cell in cells:
@@ -81,6 +83,7 @@ def test_store_every_pair_sends_and_counts(tiny_set, tmp_path):
     assert list(tmp_path.iterdir()) == [], "every run's folder is removed after it is counted"
     text = store_report.report(cells, runs=1)
     assert "small: 8 instances" in text and "4 associations" in text and "FAILED ours" not in text
+    assert "FAILED DCMTK -> Python floor" not in text
 
 
 @pytest.mark.timeout(60)
@@ -128,6 +131,18 @@ def test_replay_serves_every_instance_and_stores_it_bit_for_bit(tiny_set, tmp_pa
         scp.close()
     assert sorted(data_digest(path) for path in stored.iterdir()) == sorted(data_digest(p) for p in tiny_set.files)
     assert replay.bare_loop(stream) > 0
+
+
+@pytest.mark.skipif(shutil.which("storescu") is None, reason="DCMTK not installed")
+@pytest.mark.timeout(60)
+def test_the_floor_receiver_stores_every_instance_bit_for_bit(tiny_set, tmp_path):
+    out, port = tmp_path / "floor", free_port()
+    with Peers() as peers:
+        peers.start("floor", store.FLOOR.scp(port, out), port, cwd=store.ROOT)
+        sent = subprocess.run(store.DCMTK.scu(port, tiny_set.files), env={**os.environ, **store.DCMTK.env},
+                              capture_output=True, text=True, timeout=30)
+    assert sent.returncode == 0, sent.stdout + sent.stderr
+    assert sorted(data_digest(path) for path in out.iterdir()) == sorted(data_digest(p) for p in tiny_set.files)
 
 
 def test_replay_notices_an_unanswered_request(tiny_set):
