@@ -361,7 +361,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out-root", type=Path, default=RECEIVED, help="where receivers write (one fresh folder per run)")
     parser.add_argument("--profile", action="store_true", help="only profile our storescp receiving each set")
     parser.add_argument("--floor", action="store_true",
-                        help="also DCMTK's storescu -> bench/floor_scp.py, our storescp without its layers")
+                        help="also DCMTK's storescu -> bench/floor_scp.py, our storescp without its layers "
+                             "(it keeps each data set in memory: compare on small and typical sets)")
     args = parser.parse_args(argv)
 
     counts = QUICK if args.quick else FULL

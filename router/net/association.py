@@ -401,6 +401,7 @@ class Association:
             self.process_indications()
 
     def process_indications(self) -> None:
+        """Handle every indication the connection has queued (data straight to `_receive_pdata`)."""
         assert self.link is not None
         indications = self.link.connection.indications
         while indications:  # a handler may take some itself (a nested read): popped one at a time
@@ -429,6 +430,8 @@ class Association:
         """Overridden by the role that negotiates; unexpected indications are ignored."""
 
     def _receive_pdata(self, indication: DataReceived) -> None:
+        if self.link is None or self.link.closed:
+            return  # we aborted over data read with this (the rest of a read that held bad data)
         if evt.EVT_PDU_RECV in self.handlers.bound_events:
             self.notify(evt.EVT_PDU_RECV, pdu=indication.pdu)
         for pdv in indication.pdu.pdvs:

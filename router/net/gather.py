@@ -14,19 +14,23 @@ MAX_IOVEC = 1024  # buffers one call may gather (IOV_MAX on Linux)
 
 
 def write_gathered(write: Callable[[Sequence[bytes | memoryview]], int], chunks: Sequence[bytes | memoryview]) -> None:
-    """Write every chunk in order through `write` (which returns how many bytes it took)."""
+    """Write every chunk in order through `write` (which returns how many bytes it took); OSError
+    if a write takes nothing while bytes remain."""
     pending = chunks
     while pending:
         batch = pending if len(pending) <= MAX_IOVEC else pending[:MAX_IOVEC]
         written = write(batch)
         if batch is pending and written == sum(map(len, pending)):
             return  # what mostly happens: one call took them all
-        pending = _views_after(pending, written)
+        rest = _views_after(batch, written)
+        if not written and rest:
+            raise OSError("a gathered write took no bytes")
+        pending = [*rest, *pending[len(batch) :]]
 
 
 def _views_after(chunks: Sequence[bytes | memoryview], skipped: int) -> list[memoryview]:
-    """Views of what `chunks` hold past their first `skipped` bytes (empty chunks left out)."""
-    views = [memoryview(chunk) for chunk in chunks if len(chunk)]
+    """Byte views of what `chunks` hold past their first `skipped` bytes (empty ones left out)."""
+    views = [view for view in (memoryview(chunk).cast("B") for chunk in chunks) if len(view)]
     while views and skipped >= len(views[0]):
         skipped -= len(views.pop(0))
     if skipped:

@@ -7,6 +7,7 @@ import socket
 import pytest
 from pydicom.uid import UID
 
+from router.net import evt
 from router.net.acse import MAX_CONTEXTS
 from router.net.ae import (
     AE,
@@ -20,6 +21,8 @@ from router.net.ae import (
     IMPLEMENTATION_VERSION_NAME,
 )
 from router.net.codes import ContextResult
+from router.net.dimse import encode_single_pdu
+from router.net.dimse_messages import CEchoRQ, encode_command
 from router.net.presentation import DEFAULT_TRANSFER_SYNTAXES, build_context
 from router.net.values import validate_ae_title, validate_uid
 
@@ -523,6 +526,22 @@ def test_associate_echo_release(aes):
     assoc.release()
     assert assoc.is_released and not assoc.is_established
     assert assoc not in scu.active_associations
+
+
+@pytest.mark.timeout(10)
+def test_a_read_holding_a_bad_message_then_a_good_one_aborts_and_serves_nothing_after(aes, caplog):
+    """The acceptor aborts over the first (a context it never accepted); the C-ECHO-RQ read with it
+    is dropped, not answered on the aborted association (which raised before)."""
+    scp, scu = aes
+    echoes: list = []
+    server = scp.start_server((LOCALHOST, 0), block=False, evt_handlers=[(evt.EVT_C_ECHO, lambda e: echoes.append(e) or 0)])
+    assoc = scu.associate(LOCALHOST, port_of(server), ae_title="SCP")
+    command = encode_command(CEchoRQ(7), False)
+    assoc.link.sock.sendall(encode_single_pdu(3, command, 0) + encode_single_pdu(1, command, 0))
+    assert assoc.run_until(lambda: not assoc.is_established, TEST_TIMEOUT)
+    assert assoc.is_aborted and echoes == []
+    assert "which was not accepted" in caplog.text
+    assert "Unexpected error" not in caplog.text and "UsageError" not in caplog.text
 
 
 @pytest.mark.timeout(10)

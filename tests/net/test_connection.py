@@ -944,12 +944,18 @@ DATA_PHASE_STREAM = b"".join([
     encode(PDataTF((PDV(3, False, False, bytes(range(40))), PDV(3, False, True, b"end!")))),
     encode(ReleaseRQ()),
 ])  # fmt: skip
-INVALID_PDATA = bytes.fromhex("04 00 00000008 00000002 02 03 0000")  # PDV context ID 2 is even
+INVALID_PDATA = {
+    "even context ID": bytes.fromhex("04 00 00000008 00000002 02 03 0000"),
+    "no PDV": bytes.fromhex("04 00 00000000"),
+    "PDV past the PDU": bytes.fromhex("04 00 00000008 00000010 01 03 0000"),
+    "longer than announced": encode(PDataTF((PDV(1, False, True, bytes(200)),))),
+}
+SMALL_MAX_PDATA = 100  # what the acceptor announces in these runs: the last invalid case exceeds it
 
 
 def _run_data_phase(stream: bytes, cut: int, observed: bool) -> tuple:
     """Feed `stream` in Sta6 in two reads cut at `cut`: what the acceptor indicates, sends and becomes."""
-    _, acc = associated_pair()
+    _, acc = associated_pair(max_pdata_length=SMALL_MAX_PDATA)
     if observed:
         record(acc)  # a transition observer: every PDU takes the state table's way
     for read in (stream[:cut], stream[cut:]):
@@ -967,8 +973,9 @@ def test_data_phase_short_way_matches_the_state_table(cut):
     assert short[2] is State.STA8
 
 
-def test_an_invalid_pdata_in_sta6_is_aborted_with_the_decoders_reason_either_way():
-    stream = encode(PDataTF((PDV(1, True, True, b"ok"),))) + INVALID_PDATA
+@pytest.mark.parametrize("invalid", INVALID_PDATA.values(), ids=INVALID_PDATA.keys())
+def test_an_invalid_pdata_in_sta6_is_aborted_with_the_decoders_reason_either_way(invalid):
+    stream = encode(PDataTF((PDV(1, True, True, b"ok"),))) + invalid
     short = _run_data_phase(stream, len(stream), observed=False)
     assert short == _run_data_phase(stream, len(stream), observed=True)
     found, chunks, state, _ = short
@@ -991,3 +998,32 @@ def test_data_requests_in_sta6_send_the_same_bytes_watched_or_not():
         outputs.append((b"".join(req.data_to_send()), req.state, req.next_deadline()))
         assert len(steps) == (2 if observed else 0)
     assert outputs[0] == outputs[1] == (encoded * 2, State.STA6, None)
+
+
+def test_data_in_sta6_skips_the_state_tables_dispatch_unless_a_step_is_watched(monkeypatch):
+    req, acc = associated_pair()
+    dispatched: list = []
+    table = Connection._handle
+    monkeypatch.setattr(Connection, "_handle", lambda conn, event, now: (dispatched.append(event), table(conn, event, now)))
+    acc.receive_data(encode(PDATA), NOW)
+    req.send_raw_data(encode(PDATA), NOW)
+    assert dispatched == [] and indications(acc) == [DataReceived(PDATA)]
+    record(acc), record(req)
+    acc.receive_data(encode(PDATA), NOW)
+    req.send_raw_data(encode(PDATA), NOW)
+    assert dispatched == [Event.DATA_RECEIVED, Event.DATA_REQUEST]
+
+
+def test_the_pdu_observer_never_sees_pdata_which_is_indicated_instead():
+    req, acc = associated_pair()
+    seen: list = []
+    req.on_pdu_received = lambda pdu: seen.append(type(pdu).__name__)
+    acc.send_data(PDATA, T0)
+    deliver(acc, req)  # Sta6: the short way
+    req.release_request(T0)
+    acc.send_data(PDATA, T0)
+    deliver(acc, req)  # Sta7 (AR-6): the state table's way
+    acc.release_request(T0)  # a collision: the peer's A-RELEASE-RQ is an ACSE PDU the observer sees
+    deliver(acc, req)
+    assert seen == ["ReleaseRQ"]
+    assert [type(i) for i in indications(req)] == [DataReceived, DataReceived, ReleaseRequested]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import array
+
 import pytest
 
 from router.net.gather import MAX_IOVEC, write_gathered
@@ -52,3 +54,23 @@ def test_nothing_to_write():
     write_gathered(writer, [])
     write_gathered(writer, [b"", b""])
     assert writer.written == b""
+
+
+@pytest.mark.parametrize("most", [1, 7, 1000])
+def test_partial_writes_over_more_chunks_than_one_call_may_gather(most):
+    writer = Writer(most)
+    chunks = [bytes([n % 256]) * (n % 5) for n in range(2 * MAX_IOVEC + 5)]
+    write_gathered(writer, chunks)
+    assert bytes(writer.written) == b"".join(chunks)
+
+
+def test_a_view_of_wider_items_is_written_byte_for_byte():
+    writer = Writer(3)
+    wide = memoryview(array.array("H", [1, 2, 515]))
+    write_gathered(writer, [b"x", wide, b"yz"])
+    assert bytes(writer.written) == b"x" + wide.tobytes() + b"yz"
+
+
+def test_a_write_that_takes_nothing_is_an_error_not_a_hang():
+    with pytest.raises(OSError, match="took no bytes"):
+        write_gathered(lambda chunks: 0, [b"data"])
