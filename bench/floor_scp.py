@@ -24,6 +24,8 @@ import socket
 import struct
 import sys
 
+from collections.abc import Callable, Mapping
+
 import router.net.server
 from router.net.acceptor import AcceptorAssociation
 from router.net.apps import storescp
@@ -32,13 +34,48 @@ from router.net.dimse import encode_single_pdu
 from router.net.dimse_messages import CStoreRQ, CStoreRSP, DecodedCommand, decode_command, encode_command
 from router.net.driver import READ_SIZE
 from router.net.gather import write_gathered
-from router.net.pdu import HEADER_LENGTH, ReleaseRP, decode_pdata, encode, read_header
+from router.net.pdu import HEADER_LENGTH, Decoded, PDataTF, ReleaseRP, decode, encode, read_header
 from router.net.received import file_header
 from router.net.status import SUCCESS
 
 FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
 FILE_MODE = 0o666
 NO_TIMEOUT = struct.pack("@ll", 0, 0)  # SO_RCVTIMEO of zero: block until data
+
+
+class PlainStore:
+    """What a C-STORE receiver must do with each fragment, and nothing more: decode the command set
+    and make the file header, keep the data set's fragments as views, and at its last fragment hand
+    the instance to `store` (if given) and return the C-STORE-RSP as one encoded PDU. Shared by this
+    floor and `bench.replay`'s bare loop."""
+
+    def __init__(self, syntaxes: Mapping[int, str], implementation: tuple[str, str | None], calling_title: str,
+                 peer_max_pdu: int, store: Callable[[CStoreRQ, list], None] | None = None) -> None:
+        self._syntaxes, self._implementation, self._calling = syntaxes, implementation, calling_title
+        self._peer_max, self._store = peer_max_pdu, store
+        self._request: CStoreRQ | None = None
+        self._parts: list = []
+
+    def take(self, context_id: int, is_command: bool, is_last: bool, data: memoryview) -> bytes | None:
+        """The response to send once this fragment completes an instance; ValueError for a command
+        that is not a C-STORE-RQ in one fragment."""
+        if is_command:
+            decoded = decode_command(data) if is_last else None
+            if not isinstance(decoded, DecodedCommand) or not isinstance(decoded.message, CStoreRQ):
+                raise ValueError("not a C-STORE-RQ in one fragment")
+            request = self._request = decoded.message
+            self._parts = [file_header(request.affected_sop_class_uid, request.affected_sop_instance_uid,
+                                       self._syntaxes[context_id], *self._implementation, self._calling)]
+            return None
+        self._parts.append(data)
+        request = self._request
+        if not is_last or request is None:
+            return None
+        if self._store is not None:
+            self._store(request, self._parts)
+        response = CStoreRSP(request.message_id, SUCCESS, affected_sop_class_uid=request.affected_sop_class_uid,
+                             affected_sop_instance_uid=request.affected_sop_instance_uid)
+        return encode_single_pdu(context_id, encode_command(response, False), self._peer_max)
 
 
 class FloorAssociation(AcceptorAssociation):
@@ -51,9 +88,7 @@ class FloorAssociation(AcceptorAssociation):
         assert link is not None
         link.connection.transport_connected(link.now())
         try:
-            while not link.closed and not self.is_established and link.read(None):
-                self.process_indications()
-            if self.is_established:
+            if self.run_until(lambda: self.is_established, self.ae.acse_timeout) and self.is_established:
                 self.plain_data_phase(link.sock)
         finally:
             link.close()
@@ -61,13 +96,14 @@ class FloorAssociation(AcceptorAssociation):
 
     def plain_data_phase(self, sock: socket.socket) -> None:
         """Store every C-STORE until the A-RELEASE-RQ; return at anything else."""
-        syntaxes = {context.context_id: context.transfer_syntax[0] for context in self.accepted_contexts}
         prefix = os.path.join(self.folder, "")
+        work = PlainStore({context.context_id: context.transfer_syntax[0] for context in self.accepted_contexts},
+                          (self.ae.implementation_class_uid, self.ae.implementation_version_name),
+                          self.requestor.ae_title, self.requestor.maximum_length or 0,
+                          lambda request, parts: _store(prefix + request.affected_sop_instance_uid + storescp.FILE_SUFFIX, parts))
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, NO_TIMEOUT)  # the engine's ARTIM wait, undone
         buffer = bytearray(READ_SIZE)
         view, pending = memoryview(buffer), b""
-        request: CStoreRQ | None = None
-        parts: list = []
         while received := sock.recv_into(buffer):
             data = pending + view[:received] if pending else view[:received].tobytes()  # one copy, as ours
             position = 0
@@ -79,36 +115,26 @@ class FloorAssociation(AcceptorAssociation):
                 if pdu_type == PduType.RELEASE_RQ:
                     sock.sendall(encode(ReleaseRP()))
                     return
-                if pdu_type != PduType.P_DATA_TF:
+                decoded = decode(memoryview(data)[position:end], 0)
+                if not isinstance(decoded, Decoded) or not isinstance(decoded.pdu, PDataTF):
                     return
-                for pdv in decode_pdata(memoryview(data)[position + HEADER_LENGTH : end]).pdvs:
-                    if pdv.is_command:
-                        decoded = decode_command(pdv.data) if pdv.is_last else None  # one-fragment commands only
-                        if not isinstance(decoded, DecodedCommand) or not isinstance(decoded.message, CStoreRQ):
-                            return
-                        request = decoded.message
-                        parts = [file_header(request.affected_sop_class_uid, request.affected_sop_instance_uid,
-                                             syntaxes[pdv.context_id], self.ae.implementation_class_uid,
-                                             self.ae.implementation_version_name, self.requestor.ae_title)]
-                        continue
-                    parts.append(pdv.data)
-                    if pdv.is_last and request is not None:
-                        self._store(prefix + request.affected_sop_instance_uid + storescp.FILE_SUFFIX, parts)
-                        response = CStoreRSP(request.message_id, SUCCESS,
-                                             affected_sop_class_uid=request.affected_sop_class_uid,
-                                             affected_sop_instance_uid=request.affected_sop_instance_uid)
-                        command = encode_command(response, False)
-                        sock.sendall(encode_single_pdu(pdv.context_id, command, self.requestor.maximum_length or 0))
+                for pdv in decoded.pdu.pdvs:
+                    try:
+                        response = work.take(pdv.context_id, pdv.is_command, pdv.is_last, pdv.data)
+                    except ValueError:
+                        return
+                    if response is not None:
+                        sock.sendall(response)
                 position = end
             pending = data[position:]
 
-    @staticmethod
-    def _store(path: str, parts: list) -> None:
-        handle = os.open(path, FILE_FLAGS, FILE_MODE)
-        try:
-            write_gathered(functools.partial(os.writev, handle), parts)
-        finally:
-            os.close(handle)
+
+def _store(path: str, parts: list) -> None:
+    handle = os.open(path, FILE_FLAGS, FILE_MODE)
+    try:
+        write_gathered(functools.partial(os.writev, handle), parts)
+    finally:
+        os.close(handle)
 
 
 def main(argv: list[str] | None = None) -> int:

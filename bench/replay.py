@@ -28,10 +28,12 @@ import struct
 import sys
 import tempfile
 import time
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.floor_scp import PlainStore
 from bench.instances import instance_set
 from bench.profiled_scp import format_stats
 from router.net.acceptor import AcceptorAssociation
@@ -39,25 +41,13 @@ from router.net.acse import build_request
 from router.net.ae import AE
 from router.net.apps import storescp
 from router.net.codes import MCH_COMMAND, MCH_LAST, PduType
-from router.net.dimse import (
-    data_set_pdus,
-    data_set_pdus_block_size,
-    encode_single_pdu,
-    fragment,
-)
-from router.net.dimse_messages import (
-    CStoreRQ,
-    CStoreRSP,
-    decode_command,
-    encode_command,
-)
+from router.net.dimse import data_set_pdus, data_set_pdus_block_size, fragment
+from router.net.dimse_messages import CStoreRQ, encode_command
 from router.net.driver import READ_SIZE
 from router.net.pdu import ReleaseRQ, encode
 from router.net.presentation import PresentationContext
-from router.net.received import file_header
 from router.net.server import AssociationServer
 from router.net.sources import BLOCK_SIZE, source_for
-from router.net.status import SUCCESS
 from tests.interop.store_data import LARGE, SMALL, TYPICAL
 
 PEER_MAX_PDU = 16384  # DCMTK storescu's default maximum PDU, announced in its A-ASSOCIATE-RQ
@@ -180,9 +170,9 @@ class ReplayedScp:
 def bare_loop(stream: Stream) -> float:
     """CPU seconds for the per-instance work alone in one plain loop (see the module docstring)."""
     sock, buffer = ScriptedSocket(stream.pdus[1:-1]), memoryview(bytearray(READ_SIZE))
+    work = PlainStore(defaultdict(lambda: stream.transfer_syntax), ("1.2.3", "BARE"), SCU_TITLE, PEER_MAX_PDU)
     start = time.process_time()
     answered = 0
-    request, parts, header = None, [], b""
     while received := sock.recv_into(buffer):
         view = memoryview(buffer[:received].tobytes())  # read as a receiver reads: out of its buffer
         end = _PDU_HEADER.size + _PDU_HEADER.unpack_from(view)[1]
@@ -191,17 +181,8 @@ def bare_loop(stream: Stream) -> float:
             length, context_id, control = _PDV_HEADER.unpack_from(view, position)
             fragment_data = view[position + _PDV_DATA_OFFSET : position + 4 + length]
             position += 4 + length
-            if control & MCH_COMMAND:
-                request = decode_command(fragment_data).message
-                header = file_header(request.affected_sop_class_uid, request.affected_sop_instance_uid,
-                                     stream.transfer_syntax, "1.2.3", "BARE", SCU_TITLE)
-                parts = [header]
-                continue
-            parts.append(fragment_data)
-            if control & MCH_LAST:
-                response = CStoreRSP(request.message_id, SUCCESS, affected_sop_class_uid=request.affected_sop_class_uid,
-                                     affected_sop_instance_uid=request.affected_sop_instance_uid)
-                answered += encode_single_pdu(context_id, encode_command(response, False), PEER_MAX_PDU) is not None
+            response = work.take(context_id, bool(control & MCH_COMMAND), bool(control & MCH_LAST), fragment_data)
+            answered += response is not None
     if answered != stream.count:
         raise RuntimeError(f"the bare loop answered {answered} of {stream.count}")
     return time.process_time() - start

@@ -401,15 +401,11 @@ class Association:
             self.process_indications()
 
     def process_indications(self) -> None:
-        """Handle every indication the connection has queued (data straight to `_receive_pdata`)."""
+        """Handle every indication the connection has queued."""
         assert self.link is not None
         indications = self.link.connection.indications
         while indications:  # a handler may take some itself (a nested read): popped one at a time
-            indication = indications.popleft()
-            if type(indication) is DataReceived:  # the data phase's indication: no dispatch
-                self._receive_pdata(indication)
-            else:
-                self.handle_indication(indication)
+            self.handle_indication(indications.popleft())
 
     def handle_indication(self, indication: Indication) -> None:
         """React to one indication of the Upper Layer."""

@@ -26,12 +26,12 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Callable, Union
 
-from router.net.codes import AbortReason, AbortSource, PduType, RejectResult, RejectSource
+from router.net.codes import AbortReason, AbortSource, RejectResult, RejectSource
 from router.net.codes import AcseRejectReason
 from router.net.errors import NetError, PduError
 from router.net.fsm import STEPS, Event, State
 from router.net.pdu import HEADER_LENGTH, Abort, AssociateAC, AssociateRJ, AssociateRQ, Decoded, PDataTF
-from router.net.pdu import Pdu, ReleaseRP, ReleaseRQ, decode, decode_pdata, encode, read_header
+from router.net.pdu import Pdu, ReleaseRP, ReleaseRQ, decode, encode, read_header
 
 DEFAULT_ARTIM_TIMEOUT = 30.0
 DEFAULT_MAX_PDATA_LENGTH = 16382
@@ -333,17 +333,12 @@ class Connection:
                 break
         self._chunks = [rest] if rest else []
         self._buffered = len(rest)
-        self._needed = _pdu_size(rest) if rest else HEADER_LENGTH
+        self._needed = _pdu_size(rest)
 
     def _decode_pdus(self, view: memoryview, now: float) -> int:
         """Decode the complete PDUs at the start of `view`; how many bytes they took."""
         position = 0
         while self.state is not State.STA1 and not self._framing_lost and position < len(view):
-            if self.state is State.STA6 and self.on_transition is None:
-                taken = self._data_in_sta6(view, position)
-                if taken:
-                    position += taken
-                    continue
             result = decode(view[position:], self.max_pdata_length)
             if isinstance(result, Decoded):
                 position += result.size
@@ -358,28 +353,15 @@ class Connection:
                 break
         return position
 
-    def _data_in_sta6(self, view: memoryview, position: int) -> int:
-        """The data phase's short way: the size of the whole, valid P-DATA-TF at `position`, queued
-        as DataReceived, or 0 for anything else (which then takes the state table's way).
-
-        In Sta6, DT-2 only indicates the data and stays in Sta6, no timer changing, so the table's
-        dispatch is skipped for it; not while a transition observer wants to see the step.
-        """
-        if len(view) - position < HEADER_LENGTH:
-            return 0
-        pdu_type, length = read_header(view, position)
-        stop = position + HEADER_LENGTH + length
-        if pdu_type != PduType.P_DATA_TF or stop > len(view) or 0 < self.max_pdata_length < length:
-            return 0
-        try:
-            pdata = decode_pdata(view[position + HEADER_LENGTH : stop])
-        except PduError:
-            return 0  # the state table's way reports it
-        self.indications.append(DataReceived(pdata))
-        return stop - position
-
     def _receive_pdu(self, pdu: Pdu, now: float) -> None:
-        if self.on_pdu_received is not None and not isinstance(pdu, PDataTF):
+        if isinstance(pdu, PDataTF):
+            if self.state is State.STA6 and self.on_transition is None:
+                # The data phase's short way: DT-2 in Sta6 only indicates the data and stays in
+                # Sta6, no timer changing, so the table's dispatch is skipped (not while a
+                # transition observer wants to see the step).
+                self.indications.append(DataReceived(pdu))
+                return
+        elif self.on_pdu_received is not None:
             self.on_pdu_received(pdu)
         self._pdu = pdu
         self._handle(_PDU_EVENTS[pdu.pdu_type], now)

@@ -14,7 +14,6 @@ import struct
 from time import monotonic
 
 from router.net.connection import Connection
-from router.net.fsm import State
 from router.net.gather import write_gathered
 
 READ_SIZE = 1 << 20
@@ -96,7 +95,7 @@ class Link:
                     self.on_data_sent(chunks)
             except OSError:
                 self.connection.receive_data(b"", self.now())
-        if self.connection.state is State.STA1:  # is_closed, read on every flush without a call
+        if self.connection.is_closed:
             self.close()
 
     def _write(self, chunks: list[bytes | memoryview]) -> int:

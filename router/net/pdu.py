@@ -322,8 +322,7 @@ def _decode_release_rp(body: memoryview) -> ReleaseRP:
     return ReleaseRP()
 
 
-def decode_pdata(body: memoryview) -> PDataTF:
-    """The P-DATA-TF whose body (a byte view of what follows the header) is `body`; PduError if invalid."""
+def _decode_pdata(body: memoryview) -> PDataTF:
     pdvs = []
     pos, end, unpack = 0, len(body), _PDV_HEADER.unpack_from
     while pos < end:
@@ -333,8 +332,7 @@ def decode_pdata(body: memoryview) -> PDataTF:
         stop = pos + _PDV_LENGTH_FIELD + item_length
         if item_length < _PDV_MINIMUM_ITEM_LENGTH or stop > end:
             fail(f"PDV item-length {item_length} is invalid", pos)
-        if not context_id & 1:
-            check_context_id(context_id, pos + _PDV_LENGTH_FIELD)  # fails
+        check_context_id(context_id, pos + _PDV_LENGTH_FIELD)
         data = body[pos + PDV_HEADER_LENGTH : stop]
         pdvs.append(PDV(context_id, bool(control & MCH_COMMAND), bool(control & MCH_LAST), data))
         pos = stop
@@ -405,7 +403,7 @@ _DECODERS: dict[int, Callable[[memoryview], Pdu]] = {
     PduType.ASSOCIATE_RQ: partial(_decode_association, AssociateRQ, PresentationContextRQ),
     PduType.ASSOCIATE_AC: partial(_decode_association, AssociateAC, PresentationContextAC),
     PduType.ASSOCIATE_RJ: _decode_reject,
-    PduType.P_DATA_TF: decode_pdata,
+    PduType.P_DATA_TF: _decode_pdata,
     PduType.RELEASE_RQ: _decode_release_rq,
     PduType.RELEASE_RP: _decode_release_rp,
     PduType.ABORT: _decode_abort,
