@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import errno
 import os
-import re
 import shutil
 import uuid
 from pathlib import Path
@@ -25,11 +24,11 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
 from router.config import Durability, FolderDestination
+from router.net.values import uid_as_file_name
 from router.spool import make_durable, sync_directory
 from workers.attempt import DELIVERED, HoldsNothingOpen, Outcome, Parcel, morphed_copy, permanent, transient
 
 UID_KEYWORDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
-SAFE_COMPONENT = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]{0,63}$")  # a UID, or close enough to be a file name
 SUFFIX = ".dcm"
 NO_LINK = frozenset({errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP})  # copy instead
 
@@ -69,10 +68,10 @@ def target_of(destination: FolderDestination, header: Dataset) -> Path:
     """Where an instance with this header goes; UnusableHeader if its UIDs cannot name files."""
     components = []
     for keyword in UID_KEYWORDS:
-        value = str(header.get(keyword) or "").strip()
-        if not SAFE_COMPONENT.match(value) or set(value) == {"."}:
-            raise UnusableHeader(f"{keyword} {value!r} cannot name a file")
-        components.append(value)
+        try:
+            components.append(uid_as_file_name(str(header.get(keyword) or "").strip()))
+        except ValueError as exc:
+            raise UnusableHeader(f"{keyword}: {exc}") from None
     study, series, instance = components
     return destination.folder / study / series / f"{instance}{SUFFIX}"
 

@@ -112,8 +112,13 @@ class Event:
     # ---- a received data set (EVT_C_STORE) --------------------------------
     @property
     def file_meta(self) -> Any:
-        """The File Meta Information of the received instance."""
-        return self.dataset.file_meta
+        """The File Meta Information of the received instance: decoded from the file header alone
+        (the data set, however large, is not read), or the decoded data set's own."""
+        if "_decoded" in self.__dict__:
+            return self._decoded.file_meta
+        if "_file_meta" not in self.__dict__:
+            self._file_meta = dcmread(BytesIO(self.received.file_header)).file_meta
+        return self._file_meta
 
     @property
     def dataset(self) -> Any:
@@ -122,6 +127,8 @@ class Event:
             received = self.received
             source = received.path if received.path is not None else BytesIO(received.encoded(include_meta=True))
             self._decoded = dcmread(source)
+            if "_file_meta" in self.__dict__:
+                self._decoded.file_meta = self._file_meta  # the one the handler already holds
         return self._decoded
 
     def encoded_dataset(self, include_meta: bool = True) -> bytes:

@@ -1,4 +1,4 @@
-"""Validation of values users hand the engine: AE titles and UIDs.
+"""Validation of values users hand the engine: AE titles and UIDs (and a peer's UID as a file name).
 
 Each function returns the value in its canonical form (a str) or raises a
 ValueError that says what is wrong, so a bad title fails where it is set.
@@ -13,6 +13,7 @@ MAX_AE_TITLE_LENGTH = 16
 MAX_UID_LENGTH = 64
 _UID_PATTERN = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
 _BACKSLASH = "\\"
+_FILE_NAME_UID = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,63}")  # a UID, or near enough to name a file safely
 _KNOWN_UIDS = 4096  # valid UIDs remembered: the same few hundred are checked for every association
 
 
@@ -41,6 +42,18 @@ def validate_uid(value: str | bytes, what: str) -> str:
     if uid is None:
         raise ValueError(f"Invalid {what} UID '{_unpadded(value)}': a UID is 1 to 64 characters of digits and dots")
     return uid
+
+
+def uid_as_file_name(value: str) -> str:
+    """`value`, a UID a peer sent, if it can name a file in a folder; ValueError if not.
+
+    Looser than `validate_uid` (UIDs with leading zeros or letters exist in the wild
+    and name files well), but nothing that could leave the folder: no separator, no
+    leading dot, at most 64 characters.
+    """
+    if not _FILE_NAME_UID.fullmatch(value):
+        raise ValueError(f"UID {value!r} cannot name a file")
+    return value
 
 
 @lru_cache(maxsize=_KNOWN_UIDS)

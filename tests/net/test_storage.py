@@ -304,6 +304,38 @@ def test_the_data_set_is_decoded_once_when_read(pair, instances, count_decodes):
     assert meta.MediaStorageSOPInstanceUID == instance.sop_instance_uid
 
 
+def test_file_meta_reads_the_file_header_alone_not_the_data_set(pair, instances, count_decodes):
+    """A handler that only checks the file meta must not pull a spooled instance into memory."""
+    instance = instances["explicit"][store_data.TYPICAL]
+    handler = StoreHandler(lambda event: (event.file_meta, event.received.file_header, event.file_meta))
+    pair.serve(handler, threshold=SMALL_THRESHOLD)
+    assoc = pair.associate()
+
+    assoc.send_c_store(instance.path)
+
+    assoc.release()
+    handler.check()
+    meta, header, again = handler.seen[0]
+    assert meta is again
+    assert meta.MediaStorageSOPInstanceUID == instance.sop_instance_uid
+    assert meta.TransferSyntaxUID == SYNTAXES["explicit"]
+    assert [call[0].getvalue() for call in count_decodes] == [header]  # one decode, of the header's bytes
+    assert len(header) < 512
+
+
+def test_the_file_meta_read_first_is_the_decoded_data_set_s(pair, instances):
+    handler = StoreHandler(lambda event: (event.file_meta, event.dataset.file_meta))
+    pair.serve(handler)
+    assoc = pair.associate()
+
+    assoc.send_c_store(instances["implicit"][store_data.SMALL].path)
+
+    assoc.release()
+    handler.check()
+    first, later = handler.seen[0]
+    assert first is later
+
+
 @pytest.mark.parametrize("syntax_name", list(SYNTAXES))
 def test_file_meta_of_the_received_instance(pair, instances, syntax_name):
     handler = StoreHandler(lambda event: (event.file_meta, event.encoded_dataset(include_meta=True)))

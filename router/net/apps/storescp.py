@@ -21,7 +21,8 @@ from router.net.apps.common import exit_process
 from router.net.apps.common import add_timeout_options, configure_timeouts, server_parser, setup_logging
 from router.net.contexts import accept_all_storage
 from router.net.presentation import VERIFICATION_SOP_CLASS
-from router.net.status import OUT_OF_RESOURCES, SUCCESS
+from router.net.status import CANNOT_UNDERSTAND, OUT_OF_RESOURCES, SUCCESS
+from router.net.values import uid_as_file_name
 
 LOGGER = logging.getLogger("router.net")
 FILE_SUFFIX = ".dcm"
@@ -53,7 +54,11 @@ def store_handler(directory: str, ignore: bool):
     def handle_store(event: evt.Event) -> int:
         if ignore:
             return SUCCESS
-        path = prefix + event.request.affected_sop_instance_uid + FILE_SUFFIX
+        try:
+            path = prefix + uid_as_file_name(event.request.affected_sop_instance_uid) + FILE_SUFFIX
+        except ValueError as exc:  # e.g. '../x': never a path out of the folder
+            LOGGER.error(f"Refusing an instance: {exc}")
+            return CANNOT_UNDERSTAND
         try:
             event.save_as(path)
         except OSError as exc:

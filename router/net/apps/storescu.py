@@ -12,8 +12,10 @@ import argparse
 import logging
 import os
 import sys
+import threading
 import time
 from collections import defaultdict
+from typing import Callable, TextIO
 
 from router.net.ae import AE
 from router.net.apps.common import exit_process
@@ -30,6 +32,7 @@ LOGGER = logging.getLogger("router.net")
 EXIT_OK = 0
 EXIT_FAILED = 1
 MEGABYTE = 1 << 20
+REDRAW_INTERVAL = 0.5  # seconds between redraws of the progress line while a file is on its way
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -94,26 +97,52 @@ def requested_contexts(sources: list[DatasetSource], syntax: str | None, require
 
 
 class Progress:
-    """A one-line progress display on stderr (only when it is a terminal)."""
+    """A one-line progress display (files done, MB/s, ETA) on `stream`, only when it is a terminal.
 
-    def __init__(self, count: int, total_bytes: int) -> None:
-        self.count, self.total = count, total_bytes
-        self.done = self.sent = 0
+    The line is redrawn as each file is answered and every REDRAW_INTERVAL
+    seconds in between, from the bytes sent so far (`bytes_sent`, the
+    association's count, PDU headers and commands included), so that it moves
+    while one large file is on its way too.
+    """
+
+    def __init__(self, count: int, total_bytes: int, bytes_sent: Callable[[], int], stream: TextIO) -> None:
+        self.count, self.total, self.done = count, total_bytes, 0
+        self.bytes_sent, self.stream = bytes_sent, stream
+        self.enabled = stream.isatty()
         self.start = time.monotonic()
-        self.enabled = sys.stderr.isatty()
+        self._lock = threading.Lock()
+        self._finished = threading.Event()
+        if self.enabled:
+            threading.Thread(target=self._redraw_until_finished, name="storescu-progress", daemon=True).start()
 
-    def advance(self, size: int) -> None:
+    def advance(self) -> None:
+        """One more file answered."""
         self.done += 1
-        self.sent += size
+        self._draw()
+
+    def finish(self) -> None:
+        """Stop redrawing and end the line."""
+        self._finished.set()
+        if self.enabled:
+            with self._lock:
+                self.stream.write("\n")
+                self.stream.flush()
+
+    def _redraw_until_finished(self) -> None:
+        while not self._finished.wait(REDRAW_INTERVAL):
+            self._draw()
+
+    def _draw(self) -> None:
         if not self.enabled:
             return
-        elapsed = max(time.monotonic() - self.start, 1e-6)
-        rate = self.sent / elapsed
-        eta = (self.total - self.sent) / rate if rate else 0.0
-        sys.stderr.write(f"\r{self.done}/{self.count} files  {rate / MEGABYTE:7.1f} MB/s  ETA {eta:5.0f} s ")
-        if self.done == self.count:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
+        sent = min(self.bytes_sent(), self.total)
+        rate = sent / max(time.monotonic() - self.start, 1e-6)
+        eta = f"{(self.total - sent) / rate:5.0f} s" if rate else "    ? s"
+        with self._lock:
+            if self._finished.is_set():
+                return
+            self.stream.write(f"\r{self.done}/{self.count} files  {rate / MEGABYTE:7.1f} MB/s  ETA {eta} ")
+            self.stream.flush()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -132,13 +161,15 @@ def main(argv: list[str] | None = None) -> int:
     if not assoc.is_established:
         return EXIT_FAILED
     failures = 0
-    progress = Progress(len(sources), sum(source.length for _, source in sources))
+    link = assoc.link
+    progress = Progress(len(sources), sum(source.length for _, source in sources), lambda: link.bytes_sent, sys.stderr)
     for source, outcome in assoc.send_c_stores(source for _, source in sources):
         if isinstance(outcome, ValueError):
             LOGGER.error(f"{source.path}: {outcome}")
         if not isinstance(outcome, CStoreRSP) or classify(outcome.status) not in (StatusClass.SUCCESS, StatusClass.WARNING):
             failures += 1
-        progress.advance(source.length)
+        progress.advance()
+    progress.finish()
     assoc.release()
     return EXIT_OK if failures == 0 else EXIT_FAILED
 
