@@ -49,6 +49,7 @@ PR_SET_PDEATHSIG = 1
 CONFIG_CHECK_INTERVAL = 2.0  # seconds between looks at the config file's modification time
 STATUS_FILE = "status.json"
 LOCK_FILE = "router.lock"
+HANDLED_SIGNALS = (signal.SIGCHLD, signal.SIGHUP, signal.SIGTERM, signal.SIGINT)
 
 
 class ExitCode(int, Enum):
@@ -86,7 +87,12 @@ class Child:
 
 
 def _die_with_parent() -> None:
-    """In the child, before exec: get SIGTERM when the supervisor dies, however it dies."""
+    """In the child, before exec: signals of its own, no longer the supervisor's (they are blocked
+    since the fork, so none was taken for the supervisor's); SIGTERM when the supervisor dies."""
+    signal.set_wakeup_fd(-1)
+    for signum in HANDLED_SIGNALS:
+        signal.signal(signum, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED_SIGNALS)
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
@@ -116,7 +122,7 @@ class Supervisor:
         wake_read.setblocking(False)
         wake_write.setblocking(False)
         signal.set_wakeup_fd(wake_write.fileno(), warn_on_full_buffer=False)
-        for signum in (signal.SIGCHLD, signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
+        for signum in HANDLED_SIGNALS:
             signal.signal(signum, lambda *_: None)  # the wake-up fd carries the signal number
         LOGGER.info(
             f"router {self.config.router.ae_title} on {self.config.router.listen}: "
@@ -170,7 +176,13 @@ class Supervisor:
         return command + (["--log-json"] if self.log_json else [])
 
     def _start(self, child: Child) -> None:
-        child.process = subprocess.Popen(self._command(child), preexec_fn=_die_with_parent)
+        # Until its exec, the child runs the supervisor's handlers, which write to the supervisor's wake-up
+        # socket: a SIGTERM for the child would stop the router. Blocked, it waits for the child's own.
+        signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)
+        try:
+            child.process = subprocess.Popen(self._command(child), preexec_fn=_die_with_parent)
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED_SIGNALS)
         child.pid, child.alive, child.restart_at = child.process.pid, True, None
         child.started_at = time.monotonic()
         LOGGER.info(f"started {child.name} (pid {child.pid})")

@@ -150,7 +150,12 @@ class RouterRun:
     def wait_restarted(self, name: str, old_pid: int, timeout: float = RESTART_TIMEOUT) -> None:
         """Wait until the supervisor has replaced `old_pid` and the new `name` is up."""
         replaced = lambda: self.processes()[name]["pid"] != old_pid  # noqa: E731
-        assert wait_until(replaced, timeout, 0.05), f"{name} was not restarted:\n{self.output()}"
+        if not wait_until(replaced, timeout, 0.05):
+            assert self.process is not None
+            raise AssertionError(
+                f"{name} was not restarted in {timeout:g} s; its processes now:\n"
+                f"{process_states(self.process.pid)}\n{self.output()}"
+            )
         self.wait_ready(timeout)
 
     def kill_all(self) -> list[int]:
