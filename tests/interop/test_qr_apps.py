@@ -20,12 +20,16 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from tests.conftest import LOOPBACK, Peer, our_app, pick_free_port, pynetdicom_app
+from router.net import AE, evt
+from router.net.sop_class import PatientRootQueryRetrieveInformationModelFind
+from router.net.status import CANCEL, PENDING
+from tests.conftest import LOOPBACK, Peer, our_app, pick_free_port, pynetdicom_app, wait_until
 from tests.interop import store_data
 from tests.net.test_qr_index import LIBRARY, Spec, write_instance, write_library
 
 JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
 OUR_STORE = "OURSTORE"  # the move destination movescu --store plays
+CANCEL_WAIT = 10.0  # seconds a C-FIND handler waits for the peer's C-CANCEL
 DCMTK_STORE = "DCMTKSTORE"  # DCMTK's movescu or storescp as move destination
 STUDY_1, STUDY_2, STUDY_3 = LIBRARY[0].study_uid, LIBRARY[3].study_uid, LIBRARY[5].study_uid
 P1_INSTANCES = [spec for spec in LIBRARY if spec.patient == "P1"]
@@ -297,6 +301,34 @@ def test_dcmtk_findscu(archive, client, tmp_path):
     result = client([*command, LOOPBACK, str(archive.port)])
     assert result.returncode == 0, result.output
     assert sorted(str(ds.StudyInstanceUID) for ds in responses(tmp_path)) == sorted({STUDY_1, STUDY_2, STUDY_3})
+
+
+@pytest.mark.dcmtk
+def test_dcmtk_findscu_cancel_ends_our_c_find(our_server, client, tmp_path):
+    """DCMTK's findscu sends C-CANCEL after the first match: the C-FIND handler sees it and the
+    final response is Cancel. (In process, not the qrscp app: its handler waits for the cancel,
+    so the test does not depend on which of the peer's C-CANCEL and the last match goes first.)"""
+    seen_cancel = []
+
+    def find(event: evt.Event):
+        match = pydicom.Dataset()
+        match.QueryRetrieveLevel, match.PatientID = "PATIENT", "P1"
+        yield PENDING, match
+        seen_cancel.append(wait_until(lambda: event.is_cancelled, CANCEL_WAIT))
+        yield (CANCEL, None) if event.is_cancelled else (PENDING, match)
+
+    ae = AE("OURQR")
+    ae.add_supported_context(PatientRootQueryRetrieveInformationModelFind)
+    ae.acse_timeout = ae.dimse_timeout = 30
+    server = our_server.start(ae, evt_handlers=[(evt.EVT_C_FIND, find)])
+    command = [dcmtk("findscu"), "-v", "-P", "--cancel", "1", "-aec", "OURQR", *keys("QueryRetrieveLevel=PATIENT", "PatientID")]
+
+    result = client([*command, LOOPBACK, str(server.server_address[1])])
+
+    assert result.returncode == 0, result.output
+    assert seen_cancel == [True]
+    assert "Cancel: MatchingTerminatedDueToCancelRequest" in result.output, result.output
+    assert result.output.count("Find Response: ") == 1, result.output  # the one match, then the final
 
 
 @pytest.mark.dcmtk

@@ -29,8 +29,8 @@ import pydicom
 import pytest
 
 from router.net.presentation import VERIFICATION_SOP_CLASS
-from router.net.sop_class import StudyRootQueryRetrieveInformationModelMove
-from router.net.status import CANCEL, SUCCESS, StatusClass, classify
+from router.net.sop_class import StudyRootQueryRetrieveInformationModelFind, StudyRootQueryRetrieveInformationModelMove
+from router.net.status import CANCEL, PENDING, PENDING_WARNING, SUCCESS, StatusClass, classify
 from tests.conftest import LOOPBACK, PeerStarter, ServerStarter, our_app, pick_free_port, wait_until
 from tests.interop.qr_peers import DCMQRSCP, PYNETDICOM, STARTERS, Archive
 from tests.interop.store_data import read_meta
@@ -45,6 +45,7 @@ MANY = 12  # instances in the series a C-MOVE is cancelled in
 CANCEL_SERIES = tuple(Spec("P9", "Cancel^Carl", 9, "20230101", 1, "CT", number) for number in range(1, MANY + 1))
 STUDY_4 = LIBRARY[7].study_uid
 SLOW_STORE = 0.1  # seconds our SCP takes per instance of the cancelled C-MOVE: the C-CANCEL has 1.1 s to land
+FIND_MESSAGE_ID = 7
 SETTLE = 5.0  # seconds for our SCP to have handled the last C-STORE, once the C-MOVE's final response is in
 
 
@@ -181,6 +182,34 @@ def test_our_movescu_to_our_storescp(site, client):
     result = client(our(archive, "movescu", "-S", "-aem", STORESCP, *keys("QueryRetrieveLevel=STUDY", f"StudyInstanceUID={STUDY_3}")))
     assert result.returncode == 0, result.output + archive.peer.output()
     assert_received(site.storescp_folder, archive, [spec.sop_uid for spec in LIBRARY[5:7]], archive.move_sent_as)
+
+
+def test_c_cancel_during_a_c_find_and_the_association_goes_on(site):
+    """A C-CANCEL after the first match: the peer ends with Cancel and fewer matches, or, if its
+    last match was already out when the cancel came, with Success and every match; either way
+    nothing follows the final response and the association serves the next request."""
+    archive, model = site.archive, StudyRootQueryRetrieveInformationModelFind
+    assoc = scu_ae(model, VERIFICATION_SOP_CLASS).associate(LOOPBACK, archive.port, ae_title=archive.ae_title)
+    assert assoc.is_established, archive.peer.output()
+    try:
+        query = pydicom.Dataset()
+        query.QueryRetrieveLevel, query.StudyInstanceUID = "IMAGE", CANCEL_SERIES[0].study_uid
+        query.SeriesInstanceUID, query.SOPInstanceUID = CANCEL_SERIES[0].series_uid, ""
+        found = []
+        for status, identifier in assoc.send_c_find(query, model, msg_id=FIND_MESSAGE_ID):
+            if not found:
+                assoc.send_c_cancel(FIND_MESSAGE_ID, query_model=model)
+            found.append((status.Status, identifier))
+        echo = assoc.send_c_echo()
+    finally:
+        assoc.release()
+
+    *matches, (final, _) = found
+    assert all(code in (PENDING, PENDING_WARNING) and identifier is not None for code, identifier in matches), found
+    uids = {str(identifier.SOPInstanceUID) for _, identifier in matches}
+    assert uids <= {spec.sop_uid for spec in CANCEL_SERIES} and len(uids) == len(matches)
+    assert (final, len(matches) < MANY) in ((CANCEL, True), (SUCCESS, False)), (hex(final), len(matches))
+    assert echo.Status == SUCCESS and assoc.is_released
 
 
 def test_c_cancel_ends_a_c_move_early_and_the_association_goes_on(site):
