@@ -332,15 +332,17 @@ class Association:
         ValueError that kept it from being sent), in order."""
         return storage.send_c_stores(self, datasets, window)
 
-    def send_c_echo(self, msg_id: int | None = None) -> Dataset:
+    # Message IDs default to 1, as pynetdicom's do (each call waits for its final response, so
+    # `send_c_cancel(1)` cancels the running C-FIND); None takes the association's next ID.
+    def send_c_echo(self, msg_id: int | None = 1) -> Dataset:
         """Send a C-ECHO-RQ; return the response's status Dataset, empty if none came."""
         return verification.send_c_echo(self, msg_id)
 
-    def send_c_store(self, dataset, msg_id=None, priority=2, originator_aet=None, originator_id=None) -> Dataset:
+    def send_c_store(self, dataset, msg_id=1, priority=2, originator_aet=None, originator_id=None) -> Dataset:
         """Send a pydicom Dataset or a DICOM file (streamed); return the status Dataset."""
         return storage.send_c_store(self, dataset, msg_id, priority, originator_aet, originator_id)
 
-    def send_c_find(self, dataset, query_model, msg_id=None, priority=2):
+    def send_c_find(self, dataset, query_model, msg_id=1, priority=2):
         """C-FIND: a generator of (status, identifier) for each response."""
         return query.send_c_find(self, dataset, query_model, msg_id, priority)
 
@@ -348,35 +350,35 @@ class Association:
         """C-CANCEL the request with message ID `msg_id`."""
         query.send_c_cancel(self, msg_id, context_id, query_model)
 
-    def send_c_get(self, dataset, query_model, msg_id=None, priority=2):
+    def send_c_get(self, dataset, query_model, msg_id=1, priority=2):
         """C-GET: a generator of (status, identifier); the instances arrive as C-STOREs on this association."""
         return retrieve.send_c_get(self, dataset, query_model, msg_id, priority)
 
-    def send_c_move(self, dataset, move_aet, query_model, msg_id=None, priority=2):
+    def send_c_move(self, dataset, move_aet, query_model, msg_id=1, priority=2):
         """C-MOVE to the AE titled `move_aet`: a generator of (status, identifier)."""
         return retrieve.send_c_move(self, dataset, move_aet, query_model, msg_id, priority)
 
-    def send_n_event_report(self, dataset, event_type, class_uid, instance_uid, msg_id=None, meta_uid=None):
+    def send_n_event_report(self, dataset, event_type, class_uid, instance_uid, msg_id=1, meta_uid=None):
         """N-EVENT-REPORT: return (status, event reply) from the peer."""
         return normalized.send_n_event_report(self, dataset, event_type, class_uid, instance_uid, msg_id, meta_uid)
 
-    def send_n_get(self, identifier_list, class_uid, instance_uid, msg_id=None, meta_uid=None):
+    def send_n_get(self, identifier_list, class_uid, instance_uid, msg_id=1, meta_uid=None):
         """N-GET the attributes tagged in `identifier_list`: return (status, attribute list)."""
         return normalized.send_n_get(self, identifier_list, class_uid, instance_uid, msg_id, meta_uid)
 
-    def send_n_set(self, dataset, class_uid, instance_uid, msg_id=None, meta_uid=None):
+    def send_n_set(self, dataset, class_uid, instance_uid, msg_id=1, meta_uid=None):
         """N-SET with the modification list `dataset`: return (status, attribute list)."""
         return normalized.send_n_set(self, dataset, class_uid, instance_uid, msg_id, meta_uid)
 
-    def send_n_action(self, dataset, action_type, class_uid, instance_uid, msg_id=None, meta_uid=None):
+    def send_n_action(self, dataset, action_type, class_uid, instance_uid, msg_id=1, meta_uid=None):
         """N-ACTION: return (status, action reply)."""
         return normalized.send_n_action(self, dataset, action_type, class_uid, instance_uid, msg_id, meta_uid)
 
-    def send_n_create(self, dataset, class_uid, instance_uid=None, msg_id=None, meta_uid=None):
+    def send_n_create(self, dataset, class_uid, instance_uid=None, msg_id=1, meta_uid=None):
         """N-CREATE: return (status, attribute list)."""
         return normalized.send_n_create(self, dataset, class_uid, instance_uid, msg_id, meta_uid)
 
-    def send_n_delete(self, class_uid, instance_uid, msg_id=None, meta_uid=None):
+    def send_n_delete(self, class_uid, instance_uid, msg_id=1, meta_uid=None):
         """N-DELETE: return the status Dataset."""
         return normalized.send_n_delete(self, class_uid, instance_uid, msg_id, meta_uid)
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +25,8 @@ import pytest
 from router.net import AE, evt
 from router.net.sop_class import PatientRootQueryRetrieveInformationModelFind
 from router.net.status import CANCEL, PENDING
-from tests.conftest import LOOPBACK, Peer, our_app, pick_free_port, pynetdicom_app, wait_until
+from tests.conftest import CLIENT_TIMEOUT, LOOPBACK, Peer, our_app, peer_environment, pick_free_port, pynetdicom_app
+from tests.conftest import wait_until
 from tests.interop import store_data
 from tests.net.test_qr_index import LIBRARY, Spec, write_instance, write_library
 
@@ -268,6 +271,32 @@ def test_a_restarted_qrscp_keeps_its_index(archive, peers, client, tmp_path):
     result = client(our_app("findscu", LOOPBACK, str(again.port), "-P", "-w", *query), cwd=tmp_path)
     assert result.returncode == 0, result.output
     assert [ds.NumberOfPatientRelatedInstances for ds in responses(tmp_path)] == [1]
+
+
+def run_clean(config: Path, answer: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        our_app("qrscp", "-c", str(config), "--clean"), input=answer, capture_output=True, text=True,
+        timeout=CLIENT_TIMEOUT, cwd=config.parent, env=peer_environment(),
+    )
+
+
+def test_qrscp_clean_deletes_the_indexed_instances_once_confirmed(archive, tmp_path):
+    archive.peer.stop()
+    kept = archive.folder / "notes.txt"  # not an instance: never indexed, never deleted
+    kept.write_text("not DICOM")
+    config = tmp_path / "qrscp.ini"
+    instances = sorted(path for path in archive.folder.rglob("*") if path.is_file() and path != kept)
+
+    refused = run_clean(config, "no\n")
+    assert refused.returncode == 1 and "Nothing deleted" in refused.stderr, refused.stderr
+    assert all(path.exists() for path in instances)
+
+    cleaned = run_clean(config, "yes\n")
+    assert cleaned.returncode == 0, cleaned.stderr
+    assert f"This deletes the {len(instances)} instances indexed in" in cleaned.stdout
+    assert [path for path in archive.folder.rglob("*") if path.is_file()] == [kept]
+    with sqlite3.connect(tmp_path / "index.sqlite") as db:
+        assert db.execute("SELECT COUNT(*) FROM instances").fetchone() == (0,)
 
 
 def test_qrscp_reports_a_bad_configuration_in_one_line(client, tmp_path):

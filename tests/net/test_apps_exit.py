@@ -1,10 +1,14 @@
-"""How an app's process ends (`router.net.apps.common.exit_process`): code, output, threads."""
+"""How an app's process ends (`router.net.apps.common.exit_process`): code, output, threads; --version."""
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 import textwrap
+from importlib import metadata
+
+import pytest
 
 TIMEOUT = 30
 
@@ -46,3 +50,12 @@ def test_an_app_run_as_a_module_exits_with_its_status():
     )
     assert usage.returncode == 2 and "usage: python -m router.net" in usage.stderr
     assert refused.returncode != 0 and refused.stderr  # port 1 refuses: said, and a failure status
+
+
+@pytest.mark.parametrize("app", ["echoscu", "echoscp", "storescu", "storescp", "findscu", "getscu", "movescu", "qrscp"])
+def test_version_prints_the_app_and_the_package_version(app, capsys):
+    module = importlib.import_module(f"router.net.apps.{app}")
+    with pytest.raises(SystemExit) as exited:
+        module.main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out == f"{app} {metadata.version('dicom-router')}\n"

@@ -38,9 +38,15 @@ def seen():
 
 
 @pytest.fixture
-def scp(seen):
+def message_ids():
+    return []
+
+
+@pytest.fixture
+def scp(seen, message_ids):
     def on_find(event):
         seen.append(event.identifier)
+        message_ids.append(event.request.message_id)
         for index in range(MATCHES):
             if event.is_cancelled:
                 return
@@ -82,6 +88,24 @@ def test_cancel_ends_the_search_with_fe00(assoc):
     assert statuses[-1] == CANCEL
     assert len(statuses) < MATCHES + 1
     assert assoc.is_established  # the association goes on after a cancel
+
+
+def test_message_ids_default_to_1_as_pynetdicom_s_so_cancel_1_ends_a_later_find(assoc, message_ids):
+    assert [status.Status for status, _ in assoc.send_c_find(query(), STUDY_ROOT_FIND)][-1] == SUCCESS
+    statuses = []
+    for status, _ in assoc.send_c_find(query(), STUDY_ROOT_FIND):  # the second request on the association
+        statuses.append(status.Status)
+        if len(statuses) == 1:
+            assoc.send_c_cancel(1, query_model=STUDY_ROOT_FIND)
+    assert statuses[-1] == CANCEL
+    assert message_ids == [1, 1]
+
+
+def test_msg_id_none_takes_the_association_s_next_id(assoc, message_ids):
+    for _ in range(2):
+        list(assoc.send_c_find(query(), STUDY_ROOT_FIND, msg_id=None))
+    first, second = message_ids
+    assert second == first + 1
 
 
 def test_no_handler_gives_a_failure(seen):

@@ -34,6 +34,7 @@ from router.net.presentation import (
 )
 from router.net.status import PENDING, SUCCESS, Service, describe
 
+DISTRIBUTION = "dicom-router"  # the package --version reports
 DEFAULT_PDU = 16382  # what the apps announce unless told (pynetdicom's default)
 
 
@@ -57,7 +58,25 @@ def exit_process(code: int | None) -> NoReturn:
     os._exit(code or 0)
 
 
+class _PrintVersion(argparse.Action):
+    """--version: the project's version, looked up only when asked (the lookup costs each start)."""
+
+    def __init__(self, option_strings, dest, **kwargs) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="print the version and exit")
+
+    def __call__(self, parser, namespace, values, option_string=None) -> NoReturn:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            number = version(DISTRIBUTION)
+        except PackageNotFoundError:
+            number = "(not installed)"
+        print(f"{parser.prog} {number}")
+        parser.exit()
+
+
 def add_output_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--version", action=_PrintVersion)
     group = parser.add_mutually_exclusive_group()
     group.add_argument("-q", "--quiet", action="store_true", help="quiet mode, print no warnings and errors")
     group.add_argument("-v", "--verbose", action="store_true", help="verbose mode, print processing details")

@@ -121,6 +121,20 @@ class InstanceIndex:
         marks = ", ".join("?" * len(_COLUMNS))
         self._db.execute(f"INSERT OR REPLACE INTO {TABLE} ({names}) VALUES ({marks})", values)
 
+    def clear(self) -> list[str]:
+        """Delete every indexed instance file and empty the index; the files that could not be deleted."""
+        failed = []
+        with self._lock:
+            for (path,) in self._db.execute(f"SELECT path FROM {TABLE}").fetchall():
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    pass  # gone already: nothing to delete
+                except OSError as exc:
+                    failed.append(f"{path}: {exc.strerror or exc}")
+            self._db.execute(f"DELETE FROM {TABLE}")
+        return failed
+
     def scan(self) -> ScanSummary:
         """Index what the instance folder holds now, recursively, in one transaction."""
         summary = ScanSummary()

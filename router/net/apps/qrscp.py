@@ -50,6 +50,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("-ba", "--bind-address", help="override the configured address to listen on")
     parser.add_argument("--database-location", metavar="[f]ile", help="override the configured index database")
     parser.add_argument("--instance-location", metavar="[d]irectory", help="override the configured instance folder")
+    parser.add_argument(
+        "--clean", action="store_true",
+        help="delete every instance the index holds, and its entries, then exit (asks to type 'yes' first)",
+    )
     add_timeout_options(parser)
     parser.set_defaults(acse_timeout=None, dimse_timeout=None, network_timeout=None, max_pdu=None)  # the file decides
     return parser.parse_args(argv)
@@ -188,6 +192,27 @@ def open_index(config: QRConfig) -> InstanceIndex:
     return index
 
 
+def clean(index: InstanceIndex, config: QRConfig) -> int:
+    """--clean: once the user typed 'yes', delete the indexed instances and their entries."""
+    try:
+        answer = input(
+            f"This deletes the {len(index)} instances indexed in {config.instance_location} and their "
+            "entries. Type 'yes' to go on: "
+        )
+    except EOFError:
+        answer = ""
+    if answer.strip() != "yes":
+        LOGGER.error("Nothing deleted")
+        index.close()
+        return EXIT_FAILED
+    failed = index.clear()
+    index.close()
+    for failure in failed:
+        LOGGER.error(f"Could not delete {failure}")
+    LOGGER.info(f"Index {config.database_location} emptied" + (f"; {len(failed)} files left" if failed else ""))
+    return EXIT_FAILED if failed else EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging(args)
@@ -201,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, sqlite3.Error) as exc:
         LOGGER.error(f"Cannot open the index {config.database_location} of {config.instance_location}: {exc}")
         return EXIT_FAILED
+    if args.clean:
+        return clean(index, config)
     ae = build_ae(config)
     ae.connection_timeout = args.connection_timeout  # for the associations C-MOVE opens
     service = QueryRetrieveService(config, index)

@@ -94,7 +94,7 @@ def store(assoc: "Association", instance: Instance, priority: int, originator: t
             return None
         source = _in_syntax(instance, syntax)
         aet, message_id = originator or (None, None)
-        status = assoc.send_c_store(source, priority=priority, originator_aet=aet, originator_id=message_id)
+        status = assoc.send_c_store(source, None, priority, aet, message_id)  # None: the association's next ID
     except Exception as exc:  # the file went away, the association ended: this sub-operation failed
         LOGGER.error("Sub-operation for %s failed: %s", instance.sop_instance_uid, exc)
         return None
