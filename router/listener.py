@@ -206,7 +206,7 @@ class Listener:
         self.ae.spool_directory = str(self.spool.fresh_tmp(self.name))
         self.ae.maximum_associations = MAXIMUM_ASSOCIATIONS
         self.ae.add_supported_context(VERIFICATION_SOP_CLASS)
-        accept_all_storage(self.ae)
+        accept_all_storage(self.ae, unlisted=True)  # a private or newer class is routed too, never refused
         settings = self.settings
         self._apply(settings)
         self.announcer = Announcer(worker_endpoints(self.spool.bus, settings.bus, settings.workers))

@@ -119,6 +119,7 @@ class AcceptorAssociation(Association):
             at_association_limit=self.server.at_limit(self),
             extra_user_items=reply_items,
             prefer_proposed_syntax=self.ae.prefer_proposed_syntax,
+            unlisted_storage_syntaxes=self.ae.unlisted_storage_syntaxes,
         )
         outcome = negotiate(request, policy)
         reply = outcome.reply

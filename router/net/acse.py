@@ -18,6 +18,8 @@ from router.net.pdu_items import ImplementationClassUID, ImplementationVersionNa
 from router.net.pdu_items import PresentationContextAC, PresentationContextRQ, RoleSelection
 from router.net.pdu_items import UserInformation
 from router.net.presentation import PresentationContext
+from router.net.sop_class import may_be_storage
+from router.net.values import is_uid
 
 MAX_CONTEXTS = 128
 NO_TRANSFER_SYNTAX = ""
@@ -51,6 +53,9 @@ class AcceptorPolicy:
     at_association_limit: bool = False
     extra_user_items: Sequence = field(default_factory=tuple)  # e.g. a User Identity AC
     prefer_proposed_syntax: bool = False  # pick the requestor's first syntax we support, not ours
+    # Syntaxes in which a SOP class none of `contexts` names is accepted if it may be a Storage class
+    # (private, or newer than our table: `may_be_storage`); empty: such classes are refused.
+    unlisted_storage_syntaxes: Sequence[str] = ()
 
 
 @dataclass(frozen=True)
@@ -89,14 +94,20 @@ def negotiate(request: AssociateRQ, policy: AcceptorPolicy) -> Negotiation:
     supported: dict[str, PresentationContext] = {}
     for context in policy.contexts:
         supported.setdefault(context.abstract_syntax, context)  # the first one listed wins
-    contexts = [
-        _negotiate_context(item, supported, proposed_roles, policy.prefer_proposed_syntax)
-        for item in request.presentation_contexts
-    ]
+    contexts, replies = [], []
+    for item in request.presentation_contexts:
+        if not is_uid(item.abstract_syntax):  # nothing we could support, and no context of ours can name it
+            replies.append(PresentationContextAC(item.context_id, ContextResult.ABSTRACT_SYNTAX_NOT_SUPPORTED, NO_TRANSFER_SYNTAX))
+            continue
+        if item.abstract_syntax not in supported and policy.unlisted_storage_syntaxes and may_be_storage(item.abstract_syntax):
+            supported[item.abstract_syntax] = PresentationContext(item.abstract_syntax, policy.unlisted_storage_syntaxes)
+        context = _negotiate_context(item, supported, proposed_roles, policy.prefer_proposed_syntax)
+        contexts.append(context)
+        replies.append(_ac_item(context))
     reply = AssociateAC(
         called_ae_title=request.called_ae_title,
         calling_ae_title=request.calling_ae_title,
-        presentation_contexts=tuple(_ac_item(context) for context in contexts),
+        presentation_contexts=tuple(replies),
         user_information=UserInformation(
             tuple(policy.implementation.user_items())
             + tuple(_role_replies(contexts, proposed_roles))

@@ -68,6 +68,9 @@ class AE:
         # Accept the requestor's first transfer syntax we support rather than our first one:
         # an SCU proposes its data's own syntax first, so a pass-through SCP gets the bytes unchanged.
         self.prefer_proposed_syntax = False
+        # Syntaxes in which to accept a SOP class no supported context names, if it may be a Storage class
+        # (private, or newer than our table); empty: refused. `accept_all_storage(ae, unlisted=True)` sets it.
+        self.unlisted_storage_syntaxes: tuple[str, ...] = ()
         self.spool_directory: str | None = None  # where large received data sets spool; None: the temp dir
         self.spool_threshold = DEFAULT_SPOOL_THRESHOLD  # bytes kept in memory before spooling to a file
 

@@ -269,12 +269,16 @@ def all_storage_contexts(
     return contexts
 
 
-def accept_all_storage(ae: AE, scu_role: bool | None = None, scp_role: bool | None = None) -> None:
+def accept_all_storage(ae: AE, scu_role: bool | None = None, scp_role: bool | None = None, unlisted: bool = False) -> None:
     """Make `ae` accept every Storage SOP class in every transfer syntax (merged with what it has).
 
     It also takes the syntax each requestor proposes first (`prefer_proposed_syntax`):
     an SCU offers its data's own syntax first, so what arrives is what was sent.
+    With `unlisted`, storage classes our table does not name are accepted too:
+    private ones and those of a later edition (`sop_class.may_be_storage`).
     """
     ae.prefer_proposed_syntax = True
+    if unlisted:
+        ae.unlisted_storage_syntaxes = ALL_TRANSFER_SYNTAXES
     for uid in sop_class.STORAGE_SOP_CLASSES:
         ae.add_supported_context(uid, ALL_TRANSFER_SYNTAXES, scu_role, scp_role)

@@ -8,7 +8,7 @@ in `router.net._storage_classes`, re-exported here.
 Collections: `STORAGE_SOP_CLASSES` (with `RETIRED_STORAGE_SOP_CLASSES`, its
 retired part) and `QR_SOP_CLASSES` (split by service into `QR_FIND_SOP_CLASSES`,
 `QR_MOVE_SOP_CLASSES`, `QR_GET_SOP_CLASSES`). Lookups: `uid_to_keyword`,
-`keyword_to_uid`, `is_storage`.
+`keyword_to_uid`, `is_storage`, `may_be_storage`.
 """
 
 from __future__ import annotations
@@ -109,3 +109,13 @@ def keyword_to_uid(keyword: str) -> UID | None:
 def is_storage(uid: str) -> bool:
     """True if `uid` is a Storage SOP class (current or retired)."""
     return uid in _STORAGE
+
+
+_DICOM_ROOT = "1.2.840.10008."
+_STORAGE_ARC = "1.2.840.10008.5.1.4.1.1."  # where the standard puts (nearly) all its Storage SOP classes
+
+
+def may_be_storage(uid: str) -> bool:
+    """True if `uid` may be a Storage SOP class this table does not name: a private one (outside the
+    DICOM root) or one of a later edition of the standard under its storage arc."""
+    return not uid.startswith(_DICOM_ROOT) or uid.startswith(_STORAGE_ARC)

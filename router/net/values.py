@@ -11,7 +11,9 @@ from functools import lru_cache
 
 MAX_AE_TITLE_LENGTH = 16
 MAX_UID_LENGTH = 64
-_UID_PATTERN = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
+# Digits and dots, no empty component. Components with leading zeros break PS3.5 9.1 but are sent by
+# real modalities (old private SOP classes among them) and pass pynetdicom's default check: allowed.
+_UID_PATTERN = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 _BACKSLASH = "\\"
 _FILE_NAME_UID = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,63}")  # a UID, or near enough to name a file safely
 _KNOWN_UIDS = 4096  # valid UIDs remembered: the same few hundred are checked for every association
@@ -42,6 +44,11 @@ def validate_uid(value: str | bytes, what: str) -> str:
     if uid is None:
         raise ValueError(f"Invalid {what} UID '{_unpadded(value)}': a UID is 1 to 64 characters of digits and dots")
     return uid
+
+
+def is_uid(value: str | bytes) -> bool:
+    """True if `validate_uid` takes `value`."""
+    return _valid_uid(value) is not None
 
 
 def uid_as_file_name(value: str) -> str:

@@ -189,6 +189,21 @@ def write_instance(ds: Dataset, syntax: str, path: Path, kind: str) -> Instance:
     return Instance(path, kind, str(ds.SOPClassUID), str(ds.SOPInstanceUID), str(syntax))
 
 
+PRIVATE_CLASS = "1.2.840.113619.4.030"  # a vendor's storage class, with the leading zero some send
+NEWER_CLASS = "1.2.840.10008.5.1.4.1.1.999"  # under the standard's storage arc, not in our table
+
+
+def unlisted_class_files(directory: Path) -> list[Instance]:
+    """Two small CTs relabelled with SOP classes no table names: PRIVATE_CLASS and NEWER_CLASS."""
+    directory.mkdir()
+    files = []
+    for seed, sop_class in enumerate((PRIVATE_CLASS, NEWER_CLASS), 1):
+        dataset = small_ct(seed)
+        dataset.SOPClassUID = sop_class
+        files.append(write_instance(dataset, ExplicitVRLittleEndian, directory / f"unlisted-{seed}.dcm", SMALL))
+    return files
+
+
 def jpeg_instance(directory: Path) -> Instance:
     """pydicom's JPEG Baseline test file, copied as is (its bytes are never decoded)."""
     source = get_testdata_file(JPEG_TEST_FILE)

@@ -28,6 +28,7 @@ from router.net.contexts import accept_all_storage
 from router.net.status import CANNOT_UNDERSTAND, SUCCESS
 from tests.conftest import CLIENT_TIMEOUT, LOOPBACK, our_app, peer_environment, wait_until
 from tests.interop import store_data
+from tests.interop.test_store_dcmtk import exact_contexts_config
 
 SCP_TITLE = "STORESCP"
 BIG_ENDIAN_FILE = "MR_small_bigendian.dcm"  # pydicom's test file: no writer of ours makes big endian
@@ -208,6 +209,28 @@ def test_storescp_refuses_a_uid_that_would_leave_its_folder_and_goes_on(start_st
     assert statuses == [CANNOT_UNDERSTAND, SUCCESS]
     outside = tmp_path / "out"
     assert {path.relative_to(outside).as_posix() for path in outside.rglob("*")} == {"inner", f"inner/{good.SOPInstanceUID}.dcm"}
+
+
+@pytest.mark.dcmtk
+@pytest.mark.filterwarnings("ignore:Invalid value for VR UI")  # pydicom's, for the leading zero
+@pytest.mark.parametrize("promiscuous", [True, False])
+def test_storescp_pm_takes_private_and_newer_storage_classes(start_storescp, client, tmp_path, promiscuous):
+    out = tmp_path / "out"
+    port = start_storescp(out, *(["-pm"] if promiscuous else []))
+    files = store_data.unlisted_class_files(tmp_path / "unlisted")
+    config, profile = exact_contexts_config(tmp_path / "storescu.cfg", files)  # DCMTK proposes them only from a profile
+
+    result = client(["storescu", "-v", "-aec", SCP_TITLE, "-xf", config, profile, LOOPBACK, str(port), *(str(f.path) for f in files)])
+
+    if promiscuous:
+        assert result.returncode == 0 and result.output.count("Received Store Response (Success)") == 2, result.output
+        for instance in files:
+            stored = out / f"{instance.sop_instance_uid}.dcm"
+            assert store_data.data_part(stored) == store_data.data_part(instance.path)
+            assert store_data.read_meta(stored).MediaStorageSOPClassUID == instance.sop_class_uid
+    else:
+        assert "Received Store Response" not in result.output, result.output
+        assert list(out.iterdir()) == []
 
 
 # ---- storescu's progress line ----------------------------------------------------------------------

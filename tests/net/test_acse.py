@@ -436,3 +436,40 @@ def test_the_requestors_first_syntax_wins_when_the_acceptor_prefers_it():
         outcome = negotiate(request, policy)
         assert isinstance(outcome.reply, AssociateAC)
         assert outcome.contexts[0].transfer_syntax == [expected]
+
+
+# ---- SOP classes no supported context names -----------------------------------------------------
+PRIVATE_STORAGE = "1.2.840.113619.4.030"  # a vendor's class, with the leading zero some send
+NEWER_STORAGE = "1.2.840.10008.5.1.4.1.1.999"  # under the storage arc, unknown to our table
+UNSUPPORTED_QUERY = "1.2.840.10008.5.1.4.1.2.1.1"  # a standard class outside the storage arc
+
+
+def test_unlisted_storage_classes_are_accepted_in_the_proposed_syntax_when_asked():
+    request = request_for(
+        (1, PRIVATE_STORAGE, (JPEG_BASELINE, EXPLICIT)), (3, NEWER_STORAGE, (IMPLICIT,)), (5, UNSUPPORTED_QUERY, (IMPLICIT,))
+    )
+    policy = policy_for(
+        supported(CT_IMAGE_STORAGE), unlisted_storage_syntaxes=[IMPLICIT, EXPLICIT, JPEG_BASELINE],
+        prefer_proposed_syntax=True,
+    )
+    outcome = negotiate(request, policy)
+    assert outcome.reply.presentation_contexts == (
+        PresentationContextAC(1, ContextResult.ACCEPTANCE, JPEG_BASELINE),
+        PresentationContextAC(3, ContextResult.ACCEPTANCE, IMPLICIT),
+        PresentationContextAC(5, ContextResult.ABSTRACT_SYNTAX_NOT_SUPPORTED, ""),
+    )
+    assert [(c.abstract_syntax, c.as_scp) for c in outcome.contexts[:2]] == [(PRIVATE_STORAGE, True), (NEWER_STORAGE, True)]
+
+
+def test_unlisted_storage_classes_are_refused_by_default():
+    request = request_for((1, PRIVATE_STORAGE, (IMPLICIT,)), (3, NEWER_STORAGE, (IMPLICIT,)))
+    outcome = negotiate(request, policy_for(supported(CT_IMAGE_STORAGE)))
+    assert [item.result for item in outcome.reply.presentation_contexts] == [ContextResult.ABSTRACT_SYNTAX_NOT_SUPPORTED] * 2
+
+
+def test_a_proposed_abstract_syntax_that_is_no_uid_is_refused_and_the_rest_negotiated():
+    request = request_for((1, "1.2.x", (IMPLICIT,)), (3, CT_IMAGE_STORAGE, (IMPLICIT,)))
+    outcome = negotiate(request, policy_for(supported(CT_IMAGE_STORAGE), unlisted_storage_syntaxes=[IMPLICIT]))
+    assert [item.result for item in outcome.reply.presentation_contexts] == [
+        ContextResult.ABSTRACT_SYNTAX_NOT_SUPPORTED, ContextResult.ACCEPTANCE,
+    ]

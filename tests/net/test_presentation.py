@@ -24,7 +24,8 @@ DEFLATED = "1.2.840.10008.1.2.1.99"
 BIG_ENDIAN = "1.2.840.10008.1.2.2"
 JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
 
-INVALID_UIDS = ["", "1.2.", ".1.2", "1..2", "1.02", "1.2.a", "1.2 .3", "1." + "2" * 63]
+INVALID_UIDS = ["", "1.2.", ".1.2", "1..2", "1.2.a", "1.2 .3", "1." + "2" * 63]
+SENT_IN_THE_WILD = "1.2.840.113619.4.030"  # a leading zero: not conformant, but real peers send such UIDs
 
 
 def test_default_transfer_syntaxes_are_the_four_uncompressed_ones_in_order():
@@ -81,6 +82,10 @@ def test_invalid_abstract_syntax_raises(uid):
 def test_invalid_transfer_syntax_raises(uid):
     with pytest.raises(ValueError, match="transfer syntax"):
         build_context(VERIFICATION, [IMPLICIT, uid])
+
+
+def test_a_uid_with_a_leading_zero_is_tolerated_as_pynetdicom_does():
+    assert build_context(SENT_IN_THE_WILD, [IMPLICIT]).abstract_syntax == SENT_IN_THE_WILD
 
 
 def test_add_transfer_syntax_appends_once():

@@ -206,6 +206,20 @@ def test_instances_are_spooled_bit_for_bit_and_announced(library, peers, client,
         assert " size=" in line and " ms=" in line
 
 
+@pytest.mark.filterwarnings("ignore:Invalid value for VR UI")  # pydicom's, for the private class's leading zero
+def test_private_and_newer_storage_classes_are_accepted_and_announced(peers, client, bus, root, tmp_path):
+    sent = store_data.unlisted_class_files(tmp_path / "unlisted")
+    listener, _ = start_listener(peers, root)
+
+    result = client(our_app("storescu", LOOPBACK, str(listener.port), "-cx", "-aec", "ROUTER", *(str(i.path) for i in sent)))
+
+    assert result.returncode == 0, result.output
+    messages = {message.sop_instance_uid: message for message in bus.take_exactly(len(sent))}
+    for instance in sent:
+        assert messages[instance.sop_instance_uid].sop_class_uid == instance.sop_class_uid
+        assert_stored_as_sent(instance, Spool(root / "spool").path_of(messages[instance.sop_instance_uid].name))
+
+
 def send_one_association(port: int, instance: Instance, statuses: list[int]) -> None:
     ae = storage_ae([instance])
     assoc = ae.associate(LOOPBACK, port, ae_title="ROUTER")

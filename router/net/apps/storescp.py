@@ -37,6 +37,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("-od", "--output-directory", default=".", help="where to write the received files")
     parser.add_argument("--ignore", action="store_true", help="receive the data but store nothing")
     parser.add_argument(
+        "-pm", "--promiscuous", action="store_true",
+        help="also accept storage SOP classes the standard's list lacks: private ones and newer ones",
+    )
+    parser.add_argument(
         "--fork", action="store_true",
         help="serve each association in a process of its own, so that associations use every core (Linux)",
     )
@@ -86,7 +90,7 @@ def build_scp(args: argparse.Namespace) -> tuple[AE, list]:
     ae.maximum_associations = args.max_associations
     ae.spool_directory = args.output_directory  # spooled instances are renamed, never copied
     ae.add_supported_context(VERIFICATION_SOP_CLASS)
-    accept_all_storage(ae)  # in the syntax the sender proposes first: what it sent is what is stored
+    accept_all_storage(ae, unlisted=args.promiscuous)  # in the syntax the sender proposes first: stored as sent
     handlers = [
         (evt.EVT_C_STORE, store_handler(args.output_directory, args.ignore)),
         (evt.EVT_ASYNC_OPS, allow_outstanding(MAX_OUTSTANDING)),
