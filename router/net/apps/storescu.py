@@ -163,13 +163,15 @@ def main(argv: list[str] | None = None) -> int:
     failures = 0
     link = assoc.link
     progress = Progress(len(sources), sum(source.length for _, source in sources), lambda: link.bytes_sent, sys.stderr)
-    for source, outcome in assoc.send_c_stores(source for _, source in sources):
-        if isinstance(outcome, ValueError):
-            LOGGER.error(f"{source.path}: {outcome}")
-        if not isinstance(outcome, CStoreRSP) or classify(outcome.status) not in (StatusClass.SUCCESS, StatusClass.WARNING):
-            failures += 1
-        progress.advance()
-    progress.finish()
+    try:
+        for source, outcome in assoc.send_c_stores(source for _, source in sources):
+            if isinstance(outcome, ValueError):
+                LOGGER.error(f"{source.path}: {outcome}")
+            if not isinstance(outcome, CStoreRSP) or classify(outcome.status) not in (StatusClass.SUCCESS, StatusClass.WARNING):
+                failures += 1
+            progress.advance()
+    finally:
+        progress.finish()  # the line ends before any error that follows it
     assoc.release()
     return EXIT_OK if failures == 0 else EXIT_FAILED
 
