@@ -32,6 +32,7 @@ from router.net.pdu import decode as pdu_decode
 from router.net.presentation import PresentationContext, uid_name
 from router.net.received import SpoolingSink, file_header
 from router.net.sources import BLOCK_SIZE, DatasetSource
+from router.net.status import is_final
 from router.net.services import normalized, query, retrieve, serve_request, storage, verification
 
 if TYPE_CHECKING:
@@ -94,6 +95,9 @@ class Association:
         self._message_id = 0
         # Responses not yet taken, by the message ID they answer (C-FIND sends several).
         self._responses: dict[int, deque[AssembledMessage]] = {}
+        # Requests whose caller stopped reading before the final response: their responses are dropped
+        # as they come, and a new request with the same ID waits until the final one is in.
+        self._abandoned: set[int] = set()
         self._assembler = MessageAssembler(self._dataset_sink)
         self._close_notified = False
         self._messages_received = 0  # every DIMSE message the peer sent, for the response timeout
@@ -232,6 +236,8 @@ class Association:
         A `DatasetSource` is streamed block by block, so a data set of any size
         is sent with bounded memory.
         """
+        if self._abandoned and getattr(message, "message_id", None) in self._abandoned:
+            self._settle_abandoned(message.message_id)
         if isinstance(dataset, DatasetSource):
             self._send_streamed(context_id, message, dataset)
             return
@@ -306,6 +312,21 @@ class Association:
         )
         return SpoolingSink(header, self.ae.spool_directory, self.ae.spool_threshold)
 
+    def abandon(self, message_id: int) -> None:
+        """The caller stopped reading the responses to `message_id` before the final one: those
+        already here and those still to come are dropped (a later request may reuse the ID)."""
+        waiting = self._responses.pop(message_id, ())
+        if not any(is_final(response.message.status) for response in waiting):
+            self._abandoned.add(message_id)
+
+    def _settle_abandoned(self, message_id: int) -> None:
+        """Before a request reuses `message_id`: wait for the abandoned one's final response."""
+        if self.run_until(lambda: message_id not in self._abandoned, self.dimse_timeout):
+            return
+        if self.is_established:
+            LOGGER.error(f"DIMSE timeout: no final response to the abandoned request {message_id}, aborting")
+            self.abort()
+
     def receive_response(self, message_id: int, timeout: float | None) -> AssembledMessage | None:
         """Wait for the response to `message_id`; None on timeout (then abort) or loss of the association.
 
@@ -332,8 +353,9 @@ class Association:
         ValueError that kept it from being sent), in order."""
         return storage.send_c_stores(self, datasets, window)
 
-    # Message IDs default to 1, as pynetdicom's do (each call waits for its final response, so
-    # `send_c_cancel(1)` cancels the running C-FIND); None takes the association's next ID.
+    # Message IDs default to 1, as pynetdicom's do (`send_c_cancel(1)` cancels the running C-FIND);
+    # None takes the association's next ID. A C-FIND, C-GET or C-MOVE read only in part is abandoned
+    # when its generator ends: what still comes for it is dropped, so the next request's ID 1 is safe.
     def send_c_echo(self, msg_id: int | None = 1) -> Dataset:
         """Send a C-ECHO-RQ; return the response's status Dataset, empty if none came."""
         return verification.send_c_echo(self, msg_id)
@@ -452,6 +474,10 @@ class Association:
             self.notify(evt.EVT_DIMSE_RECV, message=message, context_id=assembled.context_id)
         if message.is_response:
             answered = message.message_id_being_responded_to
+            if answered in self._abandoned:
+                if is_final(message.status):
+                    self._abandoned.discard(answered)
+                return
             self._responses.setdefault(answered, deque()).append(assembled)
             return
         serve_request(self, assembled)

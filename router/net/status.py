@@ -242,6 +242,11 @@ def classify(code: int) -> StatusClass:
     return StatusClass.FAILURE
 
 
+def is_final(code: int) -> bool:
+    """True if a response with this status ends its request (anything but Pending)."""
+    return code not in (PENDING, PENDING_WARNING)
+
+
 def service_of(sop_class_uid: str) -> Service | None:
     """The service whose status table applies to a SOP class ('CT Image Storage' -> STORAGE), else None."""
     return _SERVICE_OF_SOP_CLASS.get(sop_class_uid)

@@ -12,6 +12,7 @@ from pydicom.dataset import Dataset
 from router.net import AE, evt
 
 STUDY_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.2.1"
+VERIFICATION = "1.2.840.10008.1.1"
 PENDING, SUCCESS, CANCEL = 0xFF00, 0x0000, 0xFE00
 MATCHES = 5
 WAIT = 10.0
@@ -99,6 +100,62 @@ def test_message_ids_default_to_1_as_pynetdicom_s_so_cancel_1_ends_a_later_find(
             assoc.send_c_cancel(1, query_model=STUDY_ROOT_FIND)
     assert statuses[-1] == CANCEL
     assert message_ids == [1, 1]
+
+
+@pytest.fixture
+def echoing_scp():
+    """An SCP whose matches carry the query's PatientName (so one query's answers are told from another's),
+    slowly, and that answers C-ECHO too."""
+
+    def on_find(event):
+        for index in range(MATCHES):
+            time.sleep(0.02)
+            match = study(index)
+            match.PatientName = f"{event.identifier.PatientName}^{index}"
+            yield PENDING, match
+
+    ae = AE("FINDSCP")
+    ae.add_supported_context(STUDY_ROOT_FIND)
+    ae.add_supported_context(VERIFICATION)
+    server = ae.start_server(("127.0.0.1", 0), block=False, evt_handlers=[(evt.EVT_C_FIND, on_find)])
+    scu = AE()
+    scu.dimse_timeout = WAIT
+    scu.add_requested_context(STUDY_ROOT_FIND)
+    scu.add_requested_context(VERIFICATION)
+    association = scu.associate("127.0.0.1", server.server_address[1])
+    assert association.is_established
+    yield association
+    association.release()
+    ae.shutdown()
+
+
+def named(name: str) -> Dataset:
+    identifier = query()
+    identifier.PatientName = name
+    return identifier
+
+
+@pytest.mark.parametrize("abandon", ["break", "close", "drop"])
+def test_a_find_read_in_part_leaves_nothing_for_the_next_request_with_its_id(echoing_scp, abandon):
+    assoc = echoing_scp
+    if abandon == "break":
+        for status, identifier in assoc.send_c_find(named("FIRST"), STUDY_ROOT_FIND):
+            break  # the loop's generator is finalised at once
+    else:
+        first = assoc.send_c_find(named("FIRST"), STUDY_ROOT_FIND)
+        status, identifier = next(first)
+        if abandon == "close":
+            first.close()
+        else:
+            del first
+    assert status.Status == PENDING and str(identifier.PatientName) == "FIRST^0"
+
+    answers = [(status.Status, identifier) for status, identifier in assoc.send_c_find(named("SECOND"), STUDY_ROOT_FIND)]
+
+    assert [str(identifier.PatientName) for _, identifier in answers[:-1]] == [f"SECOND^{i}" for i in range(MATCHES)]
+    assert answers[-1] == (SUCCESS, None)
+    assert assoc.send_c_echo().Status == SUCCESS  # ID 1 too: its response is its own
+    assert assoc.is_established
 
 
 def test_msg_id_none_takes_the_association_s_next_id(assoc, message_ids):

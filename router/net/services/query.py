@@ -19,7 +19,7 @@ from router.net import evt
 from router.net.datasets import decode_dataset, encode_dataset
 from router.net.dimse import AssembledMessage
 from router.net.dimse_messages import CCancelRQ, CFindRQ, CFindRSP, DimseMessage, Priority, status_dataset
-from router.net.status import CANCEL, SUCCESS, StatusClass, classify, status_of
+from router.net.status import CANCEL, SUCCESS, StatusClass, classify, is_final, status_of
 
 if TYPE_CHECKING:
     from router.net.association import Association
@@ -56,15 +56,20 @@ def exchange(
     message_id = assoc.next_message_id() if msg_id is None else msg_id
     LOGGER.info("Sending %s Request: MsgID %d", name, message_id)
     assoc.send_message(context.context_id, build(message_id, context.abstract_syntax), encode_dataset(dataset, syntax))
-    while True:
-        response = assoc.receive_response(message_id, assoc.dimse_timeout)
-        if response is None:
-            yield Dataset(), None
-            return
-        identifier = decode_dataset(response.dataset, syntax) if response.dataset else None
-        yield status_dataset(response.message), identifier
-        if classify(response.message.status) is not StatusClass.PENDING:
-            return
+    final = False
+    try:
+        while not final:
+            response = assoc.receive_response(message_id, assoc.dimse_timeout)
+            if response is None:
+                final = True  # timed out: the association is aborted
+                yield Dataset(), None
+                return
+            final = is_final(response.message.status)
+            identifier = decode_dataset(response.dataset, syntax) if response.dataset else None
+            yield status_dataset(response.message), identifier
+    finally:
+        if not final:  # the caller stopped reading: the responses still to come are not for its next request
+            assoc.abandon(message_id)
 
 
 def send_c_cancel(assoc: "Association", msg_id: int, context_id: int | None = None, query_model: str | None = None) -> None:
