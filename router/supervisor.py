@@ -23,6 +23,7 @@ was restarted, for `router status`.
 from __future__ import annotations
 
 import ctypes
+import functools
 import fcntl
 import json
 import logging
@@ -86,15 +87,18 @@ class Child:
         return f"{self.role.value}-{self.index}"
 
 
-def _die_with_parent() -> None:
+def _before_exec(supervisor_pid: int) -> None:
     """In the child, before exec: signals of its own, no longer the supervisor's (they are blocked
-    since the fork, so none was taken for the supervisor's); SIGTERM when the supervisor dies."""
+    since the fork, so none was taken for the supervisor's); SIGTERM when the supervisor dies,
+    and at once if it died before that was asked for."""
     signal.set_wakeup_fd(-1)
     for signum in HANDLED_SIGNALS:
         signal.signal(signum, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED_SIGNALS)
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != supervisor_pid:
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 class Supervisor:
@@ -175,15 +179,20 @@ class Supervisor:
         command = [sys.executable, "-m", child.role.module, str(self.path), "--index", str(child.index)]
         return command + (["--log-json"] if self.log_json else [])
 
-    def _start(self, child: Child) -> None:
+    def _start(self, child: Child, restarting: bool = False) -> None:
         # Until its exec, the child runs the supervisor's handlers, which write to the supervisor's wake-up
         # socket: a SIGTERM for the child would stop the router. Blocked, it waits for the child's own.
-        signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)
         try:
-            child.process = subprocess.Popen(self._command(child), preexec_fn=_die_with_parent)
+            child.process = subprocess.Popen(self._command(child), preexec_fn=functools.partial(_before_exec, os.getpid()))
+        except (OSError, subprocess.SubprocessError) as exc:  # e.g. no memory or process left to fork
+            self._schedule_restart(child, f"could not be started ({exc})")
+            return
         finally:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED_SIGNALS)
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
         child.pid, child.alive, child.restart_at = child.process.pid, True, None
+        if restarting:  # counted once it starts: a start that failed is tried again, not counted
+            child.restarts += 1
         child.started_at = time.monotonic()
         LOGGER.info(f"started {child.name} (pid {child.pid})")
         self._write_status()
@@ -199,17 +208,19 @@ class Supervisor:
             uptime = time.monotonic() - child.started_at
             if uptime >= STABLE_AFTER:
                 child.next_delay = FIRST_RESTART_DELAY
-            LOGGER.error(f"{child.name} (pid {child.pid}) exited with {_exit_text(code)}; restarting in {child.next_delay:g} s")
-            child.restart_at = time.monotonic() + child.next_delay
-            child.next_delay = min(child.next_delay * 2, MAX_RESTART_DELAY)
-            self._write_status()
+            self._schedule_restart(child, f"(pid {child.pid}) exited with {_exit_text(code)}")
+
+    def _schedule_restart(self, child: Child, what_happened: str) -> None:
+        LOGGER.error(f"{child.name} {what_happened}; restarting in {child.next_delay:g} s")
+        child.restart_at = time.monotonic() + child.next_delay
+        child.next_delay = min(child.next_delay * 2, MAX_RESTART_DELAY)
+        self._write_status()
 
     def _restart_due(self) -> None:
         now = time.monotonic()
         for child in self.children:
             if child.restart_at is not None and child.restart_at <= now and not self._stopping:
-                child.restarts += 1
-                self._start(child)
+                self._start(child, restarting=True)
 
     def _reload(self) -> None:
         try:

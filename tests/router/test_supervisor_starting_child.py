@@ -1,4 +1,4 @@
-"""A signal for a child the supervisor is starting is that child's, not the supervisor's.
+"""Starting a child: a signal for it is its own, not the supervisor's; a start that fails is retried.
 
 Between fork and exec the child is a copy of the supervisor: its signal
 handlers and the wake-up socket they write to are the supervisor's. The
@@ -26,28 +26,46 @@ root = test_listener.root  # a fixture: a short directory for config and spool (
 
 FORK_TO_EXEC = 1.0  # seconds each child spends between fork and exec
 CAUGHT_TIMEOUT = 10.0
-# `router run` whose children sleep between fork and exec, so that a test can signal one there.
-SLOW_EXEC = textwrap.dedent(f"""
+MISSING_EXECUTABLE = "/nonexistent/router-child"
+# `router run` with the supervisor patched, by mode: "slow-exec", each child sleeps between fork and
+# exec, so that a test can signal one there; "first-restart-fails", the first child started after the
+# first start of them all cannot be (its executable does not exist), as when fork or exec fails.
+PATCHED_RUN = textwrap.dedent(f"""
     import sys, time
     import router.supervisor as supervisor
     from router.cli import main
 
-    before_exec = supervisor._die_with_parent
+    mode, config = sys.argv[1], sys.argv[2]
+    if mode == "slow-exec":
+        before_exec = supervisor._before_exec
 
-    def slow_before_exec():
-        time.sleep({FORK_TO_EXEC})
-        before_exec()
+        def slow_before_exec(*args):
+            time.sleep({FORK_TO_EXEC})
+            before_exec(*args)
 
-    supervisor._die_with_parent = slow_before_exec
-    main(["run", sys.argv[1]])
-""")
+        supervisor._before_exec = slow_before_exec
+    else:
+        command = supervisor.Supervisor._command
+        started = []
+
+        def command_once_missing(self, child):
+            started.append(child.name)
+            return [MISSING_EXECUTABLE] if len(started) == len(self.children) + 1 else command(self, child)
+
+        supervisor.Supervisor._command = command_once_missing
+    main(["run", config])
+""").replace("MISSING_EXECUTABLE", repr(MISSING_EXECUTABLE))
 
 
-class SlowExecRouter(RouterRun):
-    def start(self) -> SlowExecRouter:
+class PatchedRouter(RouterRun):
+    def __init__(self, mode: str, *args) -> None:
+        super().__init__(*args)
+        self.mode = mode
+
+    def start(self) -> PatchedRouter:
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-c", SLOW_EXEC, str(self.setup.path)], stdin=subprocess.DEVNULL, stdout=log,
+                [sys.executable, "-c", PATCHED_RUN, self.mode, str(self.setup.path)], stdin=subprocess.DEVNULL, stdout=log,
                 stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=peer_environment(), start_new_session=True,
             )
         self.wait_ready()
@@ -74,7 +92,7 @@ def test_sigterm_to_a_child_between_fork_and_exec_ends_that_child_not_the_router
     setup.folder("archive")
     setup.forward_all("archive")
     setup.write()
-    router = SlowExecRouter(setup, tmp_path / "router.log")
+    router = PatchedRouter("slow-exec", setup, tmp_path / "router.log")
     try:
         router.start()
         old = router.kill_child("worker-0")
@@ -88,5 +106,26 @@ def test_sigterm_to_a_child_between_fork_and_exec_ends_that_child_not_the_router
         restarted = lambda: router.pid_of("worker-0") not in (old, starting) and router.starts("worker-0") == 2  # noqa: E731
         assert wait_until(restarted, RESTART_TIMEOUT), router.output()
         assert router.process.poll() is None and "stopping" not in router.output(), router.output()
+    finally:
+        router.close()
+
+
+@pytest.mark.timeout(120)
+def test_a_child_that_cannot_be_started_is_tried_again_and_the_router_goes_on(root, tmp_path):
+    setup = router_setup(root, pick_free_port(), listeners=1, workers=1)
+    setup.folder("archive")
+    setup.forward_all("archive")
+    setup.write()
+    router = PatchedRouter("first-restart-fails", setup, tmp_path / "router.log")
+    try:
+        router.start()
+        old = router.kill_child("worker-0")
+
+        failed = f"worker-0 could not be started ([Errno 2] No such file or directory: '{MISSING_EXECUTABLE}'); restarting in"
+        assert wait_until(lambda: failed in router.output(), RESTART_TIMEOUT), router.output()
+        restarted = lambda: router.pid_of("worker-0") != old and router.starts("worker-0") == 2  # noqa: E731
+        assert wait_until(restarted, RESTART_TIMEOUT), router.output()
+        router.wait_ready()
+        assert router.process.poll() is None and "Traceback" not in router.output(), router.output()
     finally:
         router.close()
