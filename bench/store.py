@@ -291,10 +291,10 @@ def measure(pairs: Sequence[Pair], sets: Sequence[InstanceSet], associations: Se
 def _wants_another_run(cell: Cell) -> bool:
     """A pair is run in every round; a pair measured fewer times (`max_runs`: pynetdicom, whose runs
     are long and steady) until it has that many runs, so that one failed run of it (reported all the
-    same) is tried again in a later round instead of leaving its cell empty."""
+    same) is tried again in a later round instead of leaving its cell empty, as often as it was to run."""
     if cell.pair.max_runs is None:
         return True
-    return len(cell.runs) < cell.pair.max_runs
+    return len(cell.runs) < cell.pair.max_runs and len(cell.failures) <= cell.pair.max_runs  # not forever
 
 
 def available_pairs(floor: bool = False) -> list[Pair]:

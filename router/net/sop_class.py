@@ -116,6 +116,9 @@ _STORAGE_ARC = "1.2.840.10008.5.1.4.1.1."  # where the standard puts (nearly) al
 
 
 def may_be_storage(uid: str) -> bool:
-    """True if `uid` may be a Storage SOP class this table does not name: a private one (outside the
-    DICOM root) or one of a later edition of the standard under its storage arc."""
+    """True if `uid` may be a Storage SOP class this table does not name: any class outside the
+    DICOM root (a private one: which service it belongs to cannot be told from its UID), or one of
+    a later edition of the standard under its storage arc. Leading zeros, which some peers write,
+    do not hide a standard UID."""
+    uid = ".".join(component.lstrip("0") or "0" for component in uid.split("."))
     return not uid.startswith(_DICOM_ROOT) or uid.startswith(_STORAGE_ARC)

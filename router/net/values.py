@@ -13,9 +13,10 @@ MAX_AE_TITLE_LENGTH = 16
 MAX_UID_LENGTH = 64
 # Digits and dots, no empty component. Components with leading zeros break PS3.5 9.1 but are sent by
 # real modalities (old private SOP classes among them) and pass pynetdicom's default check: allowed.
-_UID_PATTERN = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+_UID_PATTERN = re.compile(r"[0-9]+(\.[0-9]+)*")
 _BACKSLASH = "\\"
 _FILE_NAME_UID = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,63}")  # a UID, or near enough to name a file safely
+_LONGEST_PADDED = 2 * MAX_UID_LENGTH  # longer than this, a value is no UID whatever its padding
 _KNOWN_UIDS = 4096  # valid UIDs remembered: the same few hundred are checked for every association
 
 
@@ -42,7 +43,8 @@ def validate_uid(value: str | bytes, what: str) -> str:
     """A UID as str without padding, or ValueError naming `what` it was meant to be."""
     uid = _valid_uid(value)
     if uid is None:
-        raise ValueError(f"Invalid {what} UID '{_unpadded(value)}': a UID is 1 to 64 characters of digits and dots")
+        shown = _unpadded(value[:_LONGEST_PADDED])
+        raise ValueError(f"Invalid {what} UID '{shown}': a UID is 1 to 64 characters of digits and dots")
     return uid
 
 
@@ -54,19 +56,25 @@ def is_uid(value: str | bytes) -> bool:
 def uid_as_file_name(value: str) -> str:
     """`value`, a UID a peer sent, if it can name a file in a folder; ValueError if not.
 
-    Looser than `validate_uid` (UIDs with leading zeros or letters exist in the wild
-    and name files well), but nothing that could leave the folder: no separator, no
-    leading dot, at most 64 characters.
+    Looser than `validate_uid` (UIDs with letters exist in the wild and name files
+    well), but nothing that could leave the folder: no separator, no leading dot, at
+    most 64 characters.
     """
     if not _FILE_NAME_UID.fullmatch(value):
         raise ValueError(f"UID {value!r} cannot name a file")
     return value
 
 
-@lru_cache(maxsize=_KNOWN_UIDS)
 def _valid_uid(value: str | bytes) -> str | None:
+    if len(value) > _LONGEST_PADDED:
+        return None  # no UID, however padded: not worth remembering (a peer may send 64 KB of it)
+    return _valid_short_uid(value)
+
+
+@lru_cache(maxsize=_KNOWN_UIDS)
+def _valid_short_uid(value: str | bytes) -> str | None:
     uid = _unpadded(value)
-    return uid if uid and len(uid) <= MAX_UID_LENGTH and _UID_PATTERN.match(uid) else None
+    return uid if uid and len(uid) <= MAX_UID_LENGTH and _UID_PATTERN.fullmatch(uid) else None
 
 
 def _unpadded(value: str | bytes) -> str:

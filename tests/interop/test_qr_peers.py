@@ -187,7 +187,7 @@ def test_our_movescu_to_our_storescp(site, client):
 def test_c_cancel_during_a_c_find_and_the_association_goes_on(site):
     """A C-CANCEL after the first match: the peer ends with Cancel and fewer matches, or, if its
     last match was already out when the cancel came, with Success and every match; either way
-    nothing follows the final response and the association serves the next request."""
+    the association serves the next request."""
     archive, model = site.archive, StudyRootQueryRetrieveInformationModelFind
     assoc = scu_ae(model, VERIFICATION_SOP_CLASS).associate(LOOPBACK, archive.port, ae_title=archive.ae_title)
     assert assoc.is_established, archive.peer.output()

@@ -24,7 +24,7 @@ DEFLATED = "1.2.840.10008.1.2.1.99"
 BIG_ENDIAN = "1.2.840.10008.1.2.2"
 JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
 
-INVALID_UIDS = ["", "1.2.", ".1.2", "1..2", "1.2.a", "1.2 .3", "1." + "2" * 63]
+INVALID_UIDS = ["", "1.2.", ".1.2", "1..2", "1.2.a", "1.2 .3", "1.2.3\n", "1." + "2" * 63, "1." * 40_000]
 SENT_IN_THE_WILD = "1.2.840.113619.4.030"  # a leading zero: not conformant, but real peers send such UIDs
 
 

@@ -246,3 +246,18 @@ def test_every_pynetdicom_storage_class_is_a_storage_class_here():
     for name, value in vars(pynetdicom_sop_class).items():
         if isinstance(value, pynetdicom_sop_class.SOPClass) and value.service_class is storage_service:
             assert is_storage(value), name
+
+
+@pytest.mark.parametrize(
+    "uid, expected",
+    [
+        ("1.2.840.113619.4.030", True),  # a vendor's: outside the DICOM root, with a leading zero
+        ("1.3.12.2.1107.5.9.1", True),  # another vendor's
+        ("1.2.840.10008.5.1.4.1.1.999", True),  # under the storage arc, newer than the table
+        ("1.2.840.10008.5.1.4.1.2.1.1", False),  # Q/R: the standard's, outside the storage arc
+        ("1.02.840.10008.1.1", False),  # Verification written with a leading zero: still the standard's
+        ("1.2.840.10008.1.1", False),
+    ],
+)
+def test_may_be_storage(uid, expected):
+    assert sop_class.may_be_storage(uid) is expected

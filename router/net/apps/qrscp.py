@@ -32,7 +32,7 @@ from router.net.apps.storescp import FILE_SUFFIX
 from router.net.contexts import accept_all_storage
 from router.net.status import CANCEL, CANNOT_UNDERSTAND, DOES_NOT_MATCH_SOP_CLASS, OUT_OF_RESOURCES
 from router.net.status import PENDING, PENDING_WARNING, SUCCESS
-from router.net.values import validate_uid
+from router.net.values import uid_as_file_name
 
 LOGGER = logging.getLogger("router.net")
 EXIT_OK = 0
@@ -79,7 +79,7 @@ class QueryRetrieveService:
         """Write the instance as received into the instance folder and index it."""
         uid = event.request.affected_sop_instance_uid
         try:
-            path = os.path.join(self.index.folder, validate_uid(uid, "SOP instance") + FILE_SUFFIX)
+            path = os.path.join(self.index.folder, uid_as_file_name(uid) + FILE_SUFFIX)
         except ValueError as exc:
             LOGGER.error(f"Refusing an instance: {exc}")
             return CANNOT_UNDERSTAND
