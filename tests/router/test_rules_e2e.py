@@ -206,6 +206,31 @@ def test_routing_by_modality_by_calling_ae_and_by_a_private_tag(routers, storesc
     assert router.stop() == 0
 
 
+@pytest.mark.filterwarnings("ignore:Invalid value for VR UI")  # pydicom's, for the private class's leading zero
+def test_private_and_newer_storage_classes_are_routed_like_any_other(routers, root, tmp_path):
+    peers: list = []
+    port, out = pick_free_port(), tmp_path / "pacs"
+    start_storescp(tmp_path, port, out, peers, accepted=("+xa", "-pm"))  # -pm: DCMTK takes unknown classes too
+    try:
+        setup = RouterSetup(root)
+        setup.dicom("pacs", port)
+        setup.rules = [{"name": "everything", "forward": ["pacs"]}]
+        router = routers(setup)
+        sent = store_data.unlisted_class_files(tmp_path / "unlisted")
+
+        send(tmp_path, router, sent)
+
+        assert wait_until(lambda: received(out) == uids(*sent), ARRIVAL_TIMEOUT), router.output()
+        for instance in sent:
+            forwarded = stored_files(out)[instance.sop_instance_uid]
+            assert store_data.data_digest(forwarded) == store_data.data_digest(instance.path)
+            assert store_data.read_meta(forwarded).MediaStorageSOPClassUID == instance.sop_class_uid
+        assert router.stop() == 0
+    finally:
+        for peer in peers:
+            peer.stop()
+
+
 def test_drop_leaves_nothing_to_deliver_and_empties_the_spool(routers, root, tmp_path):
     setup = RouterSetup(root)
     archive = setup.folder("archive")
