@@ -179,7 +179,7 @@ class Supervisor:
         command = [sys.executable, "-m", child.role.module, str(self.path), "--index", str(child.index)]
         return command + (["--log-json"] if self.log_json else [])
 
-    def _start(self, child: Child, restarting: bool = False) -> None:
+    def _start(self, child: Child) -> None:
         # Until its exec, the child runs the supervisor's handlers, which write to the supervisor's wake-up
         # socket: a SIGTERM for the child would stop the router. Blocked, it waits for the child's own.
         previous = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)
@@ -191,7 +191,7 @@ class Supervisor:
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, previous)
         child.pid, child.alive, child.restart_at = child.process.pid, True, None
-        if restarting:  # counted once it starts: a start that failed is tried again, not counted
+        if child.started_at:  # it ran before: a restart (counted once it starts: a failed start is retried)
             child.restarts += 1
         child.started_at = time.monotonic()
         LOGGER.info(f"started {child.name} (pid {child.pid})")
@@ -220,7 +220,7 @@ class Supervisor:
         now = time.monotonic()
         for child in self.children:
             if child.restart_at is not None and child.restart_at <= now and not self._stopping:
-                self._start(child, restarting=True)
+                self._start(child)
 
     def _reload(self) -> None:
         try:

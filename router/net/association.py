@@ -237,7 +237,8 @@ class Association:
         is sent with bounded memory.
         """
         if self._abandoned and getattr(message, "message_id", None) in self._abandoned:
-            self._settle_abandoned(message.message_id)
+            if not self._settle_abandoned(message.message_id):
+                return  # the association is gone: the caller's wait for a response says so
         if isinstance(dataset, DatasetSource):
             self._send_streamed(context_id, message, dataset)
             return
@@ -319,13 +320,18 @@ class Association:
         if not any(is_final(response.message.status) for response in waiting):
             self._abandoned.add(message_id)
 
-    def _settle_abandoned(self, message_id: int) -> None:
-        """Before a request reuses `message_id`: wait for the abandoned one's final response."""
-        if self.run_until(lambda: message_id not in self._abandoned, self.dimse_timeout):
-            return
-        if self.is_established:
-            LOGGER.error(f"DIMSE timeout: no final response to the abandoned request {message_id}, aborting")
-            self.abort()
+    def _settle_abandoned(self, message_id: int) -> bool:
+        """Before a request reuses `message_id`: wait for the abandoned one's final response, the
+        timeout counted from the peer's last message (as `receive_response`); False if the
+        association ended meanwhile (aborted on the timeout)."""
+        while message_id in self._abandoned:
+            heard = self._messages_received
+            if not self.run_until(lambda: message_id not in self._abandoned or self._messages_received != heard, self.dimse_timeout):
+                if self.is_established:
+                    LOGGER.error(f"DIMSE timeout: no final response to the abandoned request {message_id}, aborting")
+                    self.abort()
+                return False
+        return self.is_established
 
     def receive_response(self, message_id: int, timeout: float | None) -> AssembledMessage | None:
         """Wait for the response to `message_id`; None on timeout (then abort) or loss of the association.
@@ -477,6 +483,7 @@ class Association:
             if answered in self._abandoned:
                 if is_final(message.status):
                     self._abandoned.discard(answered)
+                    self._responses.pop(answered, None)  # filed while it was being abandoned: stale too
                 return
             self._responses.setdefault(answered, deque()).append(assembled)
             return

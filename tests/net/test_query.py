@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import threading
 import time
 
 import pytest
@@ -102,31 +103,51 @@ def test_message_ids_default_to_1_as_pynetdicom_s_so_cancel_1_ends_a_later_find(
     assert message_ids == [1, 1]
 
 
-@pytest.fixture
-def echoing_scp():
-    """An SCP whose matches carry the query's PatientName (so one query's answers are told from another's),
-    slowly, and that answers C-ECHO too."""
+class FindPair:
+    """Our SCP, whose matches carry the query's PatientName (so one query's answers are told from
+    another's), `pause` s apart, and that answers C-ECHO; and an association to it."""
 
-    def on_find(event):
+    def __init__(self, pause: float = 0.02, dimse_timeout: float = WAIT, stall_after_first: bool = False) -> None:
+        self.go_on = threading.Event()  # a stalled handler goes on once set
+        self.ae = AE("FINDSCP")
+        self.ae.add_supported_context(STUDY_ROOT_FIND)
+        self.ae.add_supported_context(VERIFICATION)
+        self.pause, self.stall_after_first = pause, stall_after_first
+        server = self.ae.start_server(("127.0.0.1", 0), block=False, evt_handlers=[(evt.EVT_C_FIND, self.on_find)])
+        scu = AE()
+        scu.dimse_timeout = dimse_timeout
+        scu.add_requested_context(STUDY_ROOT_FIND)
+        scu.add_requested_context(VERIFICATION)
+        self.assoc = scu.associate("127.0.0.1", server.server_address[1])
+        assert self.assoc.is_established
+
+    def on_find(self, event):
         for index in range(MATCHES):
-            time.sleep(0.02)
+            if index == 1 and self.stall_after_first:
+                self.go_on.wait(WAIT)
+            time.sleep(self.pause)
             match = study(index)
             match.PatientName = f"{event.identifier.PatientName}^{index}"
             yield PENDING, match
 
-    ae = AE("FINDSCP")
-    ae.add_supported_context(STUDY_ROOT_FIND)
-    ae.add_supported_context(VERIFICATION)
-    server = ae.start_server(("127.0.0.1", 0), block=False, evt_handlers=[(evt.EVT_C_FIND, on_find)])
-    scu = AE()
-    scu.dimse_timeout = WAIT
-    scu.add_requested_context(STUDY_ROOT_FIND)
-    scu.add_requested_context(VERIFICATION)
-    association = scu.associate("127.0.0.1", server.server_address[1])
-    assert association.is_established
-    yield association
-    association.release()
-    ae.shutdown()
+    def close(self) -> None:
+        self.go_on.set()
+        self.assoc.release()
+        self.ae.shutdown()
+
+
+@pytest.fixture
+def find_pair():
+    """`find_pair(**options)` -> a FindPair, closed at teardown."""
+    pairs = []
+
+    def start(**options) -> FindPair:
+        pairs.append(FindPair(**options))
+        return pairs[-1]
+
+    yield start
+    for pair in pairs:
+        pair.close()
 
 
 def named(name: str) -> Dataset:
@@ -135,27 +156,63 @@ def named(name: str) -> Dataset:
     return identifier
 
 
-@pytest.mark.parametrize("abandon", ["break", "close", "drop"])
-def test_a_find_read_in_part_leaves_nothing_for_the_next_request_with_its_id(echoing_scp, abandon):
-    assoc = echoing_scp
+def first_match_then_stop(assoc, name: str, abandon: str = "break") -> tuple[int, str]:
+    """Start a C-FIND and stop reading it after its first response, as `abandon` says."""
     if abandon == "break":
-        for status, identifier in assoc.send_c_find(named("FIRST"), STUDY_ROOT_FIND):
+        for status, identifier in assoc.send_c_find(named(name), STUDY_ROOT_FIND):
             break  # the loop's generator is finalised at once
     else:
-        first = assoc.send_c_find(named("FIRST"), STUDY_ROOT_FIND)
+        first = assoc.send_c_find(named(name), STUDY_ROOT_FIND)
         status, identifier = next(first)
         if abandon == "close":
             first.close()
         else:
             del first
-    assert status.Status == PENDING and str(identifier.PatientName) == "FIRST^0"
+    return status.Status, str(identifier.PatientName)
 
-    answers = [(status.Status, identifier) for status, identifier in assoc.send_c_find(named("SECOND"), STUDY_ROOT_FIND)]
 
-    assert [str(identifier.PatientName) for _, identifier in answers[:-1]] == [f"SECOND^{i}" for i in range(MATCHES)]
-    assert answers[-1] == (SUCCESS, None)
+def names(assoc, name: str) -> list[str]:
+    """The PatientName of every match of a C-FIND read to its end, then its final status."""
+    answers = list(assoc.send_c_find(named(name), STUDY_ROOT_FIND))
+    return [str(identifier.PatientName) for _, identifier in answers[:-1]] + [hex(answers[-1][0].Status)]
+
+
+ALL_SECOND = [f"SECOND^{i}" for i in range(MATCHES)] + [hex(SUCCESS)]
+
+
+@pytest.mark.parametrize("abandon", ["break", "close", "drop"])
+def test_a_find_read_in_part_leaves_nothing_for_the_next_request_with_its_id(find_pair, abandon):
+    assoc = find_pair().assoc
+    assert first_match_then_stop(assoc, "FIRST", abandon) == (PENDING, "FIRST^0")
+
+    assert names(assoc, "SECOND") == ALL_SECOND
     assert assoc.send_c_echo().Status == SUCCESS  # ID 1 too: its response is its own
     assert assoc.is_established
+
+
+def test_the_wait_for_an_abandoned_find_counts_from_the_peer_s_last_message(find_pair):
+    assoc = find_pair(pause=0.3, dimse_timeout=1.0).assoc  # the whole find takes 1.5 s: longer than the timeout
+    first_match_then_stop(assoc, "FIRST")
+
+    assert assoc.send_c_echo().Status == SUCCESS
+    assert assoc.is_established
+
+
+def test_an_abandoned_find_that_never_ends_aborts_on_the_timeout_and_the_next_call_returns_empty(find_pair):
+    assoc = find_pair(dimse_timeout=0.5, stall_after_first=True).assoc
+    first_match_then_stop(assoc, "FIRST")
+
+    assert assoc.send_c_echo() == Dataset()  # no exception: an empty status, as for any DIMSE timeout
+    assert assoc.is_aborted
+
+
+def test_a_c_cancel_that_comes_after_the_final_response_does_not_cancel_the_next_find(find_pair):
+    assoc = find_pair(pause=0).assoc
+    assert names(assoc, "FIRST")[-1] == hex(SUCCESS)
+    assoc.send_c_cancel(1, query_model=STUDY_ROOT_FIND)  # too late, as one sent on the last match can be
+    assoc.send_c_echo()  # by now the SCP has read the C-CANCEL
+
+    assert names(assoc, "SECOND") == ALL_SECOND
 
 
 def test_msg_id_none_takes_the_association_s_next_id(assoc, message_ids):

@@ -894,6 +894,21 @@ def test_send_c_stores_keeps_the_window_full_and_answers_in_order(pair):
     handler.check()
 
 
+def test_send_c_stores_read_in_part_leaves_no_response_for_a_later_request_with_one_of_its_ids(pair):
+    window = 4
+    pipelining_pair(pair, window, StoreHandler())
+    assoc = associate_asking(pair, window)
+    datasets = [store_data.small_ct(seed) for seed in range(window)]
+    for _, first in assoc.send_c_stores(datasets):
+        break  # three requests still outstanding, IDs 2 to 4
+    later = store_data.small_ct(99)
+
+    status = assoc.send_c_store(later, msg_id=first.message_id_being_responded_to + 2)
+
+    assert (status.Status, status.AffectedSOPInstanceUID) == (SUCCESS, later.SOPInstanceUID)
+    assoc.release()
+
+
 def test_send_c_stores_reports_what_it_could_not_send_and_sends_the_rest(pair, instances):
     handler = StoreHandler(lambda event: event.request.affected_sop_instance_uid)
     pipelining_pair(pair, 8, handler)

@@ -111,10 +111,13 @@ def serve_c_find(assoc: "Association", request: AssembledMessage) -> None:
     LOGGER.info("Received Find Request (MsgID %d)", message.message_id)
 
     def respond(status: int, identifier: Dataset | None = None) -> None:
+        if not assoc.is_established:
+            return  # the peer aborted or released meanwhile: nobody to answer
         encoded = encode_dataset(identifier, syntax) if identifier is not None else None
         response = CFindRSP(message.message_id, status, affected_sop_class_uid=message.affected_sop_class_uid)
         assoc.send_message(request.context_id, response, encoded)
 
+    assoc.cancelled_requests.discard(message.message_id)  # a late C-CANCEL for an earlier request with this ID
     is_cancelled = cancel_check(assoc, message.message_id)
     final = _run_handler(assoc, message, context, syntax, request.dataset, is_cancelled, respond)
     assoc.cancelled_requests.discard(message.message_id)
@@ -130,7 +133,7 @@ def _run_handler(assoc, message, context, syntax, data, is_cancelled, respond) -
             identifier=identifier, cancel_check=is_cancelled,
         )
         for status, match in matches:
-            if is_cancelled():
+            if is_cancelled() or not assoc.is_established:
                 return CANCEL
             code = status_of(status, UNABLE_TO_PROCESS)
             if classify(code) is not StatusClass.PENDING:

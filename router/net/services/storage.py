@@ -93,20 +93,25 @@ def send_c_stores(
     window = window or UNLIMITED_WINDOW
     queue: deque[tuple[T, int | ValueError | None]] = deque()  # in order: a message ID, or the outcome
     in_flight = 0
-    for dataset in datasets:
-        while in_flight >= window or queue and not isinstance(queue[0][1], int):
-            in_flight -= isinstance(queue[0][1], int)
+    try:
+        for dataset in datasets:
+            while in_flight >= window or queue and not isinstance(queue[0][1], int):
+                in_flight -= isinstance(queue[0][1], int)
+                yield _outcome(assoc, *queue.popleft())
+            if not assoc.is_established:
+                queue.append((dataset, None))
+                continue
+            try:
+                queue.append((dataset, _send_request(assoc, dataset)))
+                in_flight += 1
+            except ValueError as exc:
+                queue.append((dataset, exc))
+        while queue:
             yield _outcome(assoc, *queue.popleft())
-        if not assoc.is_established:
-            queue.append((dataset, None))
-            continue
-        try:
-            queue.append((dataset, _send_request(assoc, dataset)))
-            in_flight += 1
-        except ValueError as exc:
-            queue.append((dataset, exc))
-    while queue:
-        yield _outcome(assoc, *queue.popleft())
+    finally:  # the caller stopped reading: the responses still to come are no later request's
+        for _, sent in queue:
+            if isinstance(sent, int):
+                assoc.abandon(sent)
 
 
 def _outcome(assoc: "Association", dataset: Any, sent: int | ValueError | None) -> tuple[Any, CStoreRSP | ValueError | None]:
