@@ -124,23 +124,29 @@ def data_set_pdus(
     size = data_fragment_size(max_pdu_length)
     sent = 0
     if length == 0:
-        yield (pdata_header(PDV_HEADER_LENGTH) + pdv_header(context_id, False, True, 0),)
+        yield (_pdv_headers(context_id, True, 0),)
         return
+    full = _pdv_headers(context_id, False, size)  # the headers of every PDU but the last, as a rule
     for block in blocks:
         for start in range(0, len(block), size):
             piece = block[start : start + size]
             sent += len(piece)
             if sent > length:
                 raise ValueError(f"the data set holds more than the {length} bytes announced")
+            if sent < length and len(piece) == size:
+                yield (full, piece)
+                continue
             last = sent == length
             padding = len(piece) % 2 if last else 0
-            fragment_length = len(piece) + padding
-            headers = pdata_header(PDV_HEADER_LENGTH + fragment_length) + pdv_header(
-                context_id, False, last, fragment_length
-            )
+            headers = _pdv_headers(context_id, last, len(piece) + padding)
             yield (headers, piece, b"\0") if padding else (headers, piece)
     if sent != length:
         raise ValueError(f"the data set ended after {sent} of the {length} bytes announced")
+
+
+def _pdv_headers(context_id: int, last: bool, fragment_length: int) -> bytes:
+    """The P-DATA-TF and PDV headers (12 bytes) of a PDU carrying one data set fragment."""
+    return pdata_header(PDV_HEADER_LENGTH + fragment_length) + pdv_header(context_id, False, last, fragment_length)
 
 
 def _byte_view(payload: bytes | memoryview, what: str) -> memoryview:
