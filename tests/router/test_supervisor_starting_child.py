@@ -86,46 +86,48 @@ class PatchedRouter(RouterRun):
         return found
 
 
-@pytest.mark.timeout(120)
-def test_sigterm_to_a_child_between_fork_and_exec_ends_that_child_not_the_router(root, tmp_path):
-    setup = router_setup(root, pick_free_port(), listeners=1, workers=1)
-    setup.folder("archive")
-    setup.forward_all("archive")
-    setup.write()
-    router = PatchedRouter("slow-exec", setup, tmp_path / "router.log")
-    try:
-        router.start()
-        old = router.kill_child("worker-0")
-        assert wait_until(router.not_yet_executed, CAUGHT_TIMEOUT, 0.005), router.output()
-        starting = router.not_yet_executed()[0]
-        os.kill(starting, signal.SIGTERM)
+@pytest.fixture
+def patched_router(root, tmp_path):
+    """`patched_router(mode)`: a started PatchedRouter (one listener, one worker), closed at teardown."""
+    started = []
 
-        ended = f"worker-0 (pid {starting}) exited with signal SIGTERM"
-        assert wait_until(lambda: ended in router.output(), RESTART_TIMEOUT), router.output()
-        # The child that never reached exec never said it was up: one start line for two restarts.
-        restarted = lambda: router.pid_of("worker-0") not in (old, starting) and router.starts("worker-0") == 2  # noqa: E731
-        assert wait_until(restarted, RESTART_TIMEOUT), router.output()
-        assert router.process.poll() is None and "stopping" not in router.output(), router.output()
-    finally:
+    def start(mode: str) -> PatchedRouter:
+        setup = router_setup(root, pick_free_port(), listeners=1, workers=1)
+        setup.folder("archive")
+        setup.forward_all("archive")
+        setup.write()
+        started.append(PatchedRouter(mode, setup, tmp_path / "router.log"))
+        return started[-1].start()
+
+    yield start
+    for router in started:
         router.close()
 
 
 @pytest.mark.timeout(120)
-def test_a_child_that_cannot_be_started_is_tried_again_and_the_router_goes_on(root, tmp_path):
-    setup = router_setup(root, pick_free_port(), listeners=1, workers=1)
-    setup.folder("archive")
-    setup.forward_all("archive")
-    setup.write()
-    router = PatchedRouter("first-restart-fails", setup, tmp_path / "router.log")
-    try:
-        router.start()
-        old = router.kill_child("worker-0")
+def test_sigterm_to_a_child_between_fork_and_exec_ends_that_child_not_the_router(patched_router):
+    router = patched_router("slow-exec")
+    old = router.kill_child("worker-0")
+    assert wait_until(router.not_yet_executed, CAUGHT_TIMEOUT, 0.005), router.output()
+    starting = router.not_yet_executed()[0]
+    os.kill(starting, signal.SIGTERM)
 
-        failed = f"worker-0 could not be started ([Errno 2] No such file or directory: '{MISSING_EXECUTABLE}'); restarting in"
-        assert wait_until(lambda: failed in router.output(), RESTART_TIMEOUT), router.output()
-        restarted = lambda: router.pid_of("worker-0") != old and router.starts("worker-0") == 2  # noqa: E731
-        assert wait_until(restarted, RESTART_TIMEOUT), router.output()
-        router.wait_ready()
-        assert router.process.poll() is None and "Traceback" not in router.output(), router.output()
-    finally:
-        router.close()
+    ended = f"worker-0 (pid {starting}) exited with signal SIGTERM"
+    assert wait_until(lambda: ended in router.output(), RESTART_TIMEOUT), router.output()
+    # The child that never reached exec never said it was up: one start line for two restarts.
+    restarted = lambda: router.pid_of("worker-0") not in (old, starting) and router.starts("worker-0") == 2  # noqa: E731
+    assert wait_until(restarted, RESTART_TIMEOUT), router.output()
+    assert router.process.poll() is None and "stopping" not in router.output(), router.output()
+
+
+@pytest.mark.timeout(120)
+def test_a_child_that_cannot_be_started_is_tried_again_and_the_router_goes_on(patched_router):
+    router = patched_router("first-restart-fails")
+    old = router.kill_child("worker-0")
+
+    failed = f"worker-0 could not be started ([Errno 2] No such file or directory: '{MISSING_EXECUTABLE}'); restarting in"
+    assert wait_until(lambda: failed in router.output(), RESTART_TIMEOUT), router.output()
+    restarted = lambda: router.pid_of("worker-0") != old and router.starts("worker-0") == 2  # noqa: E731
+    assert wait_until(restarted, RESTART_TIMEOUT), router.output()
+    router.wait_ready()
+    assert router.process.poll() is None and "Traceback" not in router.output(), router.output()
