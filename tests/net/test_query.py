@@ -191,7 +191,7 @@ def test_a_find_read_in_part_leaves_nothing_for_the_next_request_with_its_id(fin
 
 
 def test_the_wait_for_an_abandoned_find_counts_from_the_peer_s_last_message(find_pair):
-    assoc = find_pair(pause=0.3, dimse_timeout=1.0).assoc  # the whole find takes 1.5 s: longer than the timeout
+    assoc = find_pair(pause=0.4, dimse_timeout=1.5).assoc  # the rest of the find takes 1.6 s: longer than the timeout
     first_match_then_stop(assoc, "FIRST")
 
     assert assoc.send_c_echo().Status == SUCCESS
