@@ -201,12 +201,13 @@ def clean(index: InstanceIndex, config: QRConfig) -> int:
         )
     except EOFError:
         answer = ""
-    if answer.strip() != "yes":
-        LOGGER.error("Nothing deleted")
+    try:
+        if answer.strip() != "yes":
+            LOGGER.error("Nothing deleted")
+            return EXIT_FAILED
+        failed = index.clear()
+    finally:
         index.close()
-        return EXIT_FAILED
-    failed = index.clear()
-    index.close()
     for failure in failed:
         LOGGER.error(f"Could not delete {failure}")
     LOGGER.info(f"Index {config.database_location} emptied" + (f"; {len(failed)} files left" if failed else ""))

@@ -89,7 +89,10 @@ def serve_c_cancel(assoc: "Association", request: AssembledMessage) -> None:
 
 
 def cancel_check(assoc: "Association", message_id: int) -> Callable[[], bool]:
-    """A check that reads what the peer sent so far and says whether it cancelled `message_id`."""
+    """A check that reads what the peer sent so far and says whether it cancelled `message_id`;
+    made as the request starts, when a C-CANCEL already noted for that ID can only be a late one
+    for an earlier request with the same ID: it is forgotten."""
+    assoc.cancelled_requests.discard(message_id)
 
     def is_cancelled() -> bool:
         assoc.poll_incoming()
@@ -117,7 +120,6 @@ def serve_c_find(assoc: "Association", request: AssembledMessage) -> None:
         response = CFindRSP(message.message_id, status, affected_sop_class_uid=message.affected_sop_class_uid)
         assoc.send_message(request.context_id, response, encoded)
 
-    assoc.cancelled_requests.discard(message.message_id)  # a late C-CANCEL for an earlier request with this ID
     is_cancelled = cancel_check(assoc, message.message_id)
     final = _run_handler(assoc, message, context, syntax, request.dataset, is_cancelled, respond)
     assoc.cancelled_requests.discard(message.message_id)

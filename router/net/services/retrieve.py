@@ -185,7 +185,6 @@ class Retrieval:
         self.message = request.message
         self.context = assoc.accepted_context(request.context_id)
         self.syntax = self.context.transfer_syntax[0]
-        assoc.cancelled_requests.discard(self.message.message_id)  # a late C-CANCEL for an earlier request with this ID
         self.is_cancelled = cancel_check(assoc, self.message.message_id)
         self.progress: Progress | None = None
         LOGGER.info("Received %s Request (MsgID %d)", retrieve.name, self.message.message_id)
