@@ -21,7 +21,8 @@ from router.net.codes import AbortSource
 from router.net.connection import Aborted, AssociationAccepted, AssociationRejected
 from router.net.connection import AssociationRequested, Closed, DataReceived, Indication
 from router.net.connection import ReleaseConfirmed, ReleaseRequested, Role
-from router.net.dimse import AssembledMessage, BytesSink, MessageAssembler, data_set_pdus, data_set_pdus_block_size
+from router.net.dimse import AssembledMessage, BytesSink, MessageAssembler, data_fragment_size, data_set_pdus
+from router.net.dimse import data_set_pdus_block_size
 from router.net.dimse import encode_single_pdu, fragment
 from router.net.dimse_messages import CommandField, encode_command
 from router.net.driver import Link
@@ -31,7 +32,8 @@ from router.net.pdu import PDataTF
 from router.net.pdu import decode as pdu_decode
 from router.net.presentation import PresentationContext, uid_name
 from router.net.received import SpoolingSink, file_header
-from router.net.sources import BLOCK_SIZE, DatasetSource
+from router.net.gather import FileRegion
+from router.net.sources import BLOCK_SIZE, REGION_MIN_FRAGMENT, DatasetSource
 from router.net.status import is_final
 from router.net.services import normalized, query, retrieve, serve_request, storage, verification
 
@@ -278,20 +280,29 @@ class Association:
             pending.clear()
             link.flush()  # one write for the block's PDUs
 
-        def written_blocks() -> Iterator[memoryview]:
-            for block in source.blocks(data_set_pdus_block_size(peer_max, BLOCK_SIZE)):
+        block_size = data_set_pdus_block_size(peer_max, BLOCK_SIZE)
+        from_kernel = (source.data is None and not per_pdu and link.sends_files
+                       and data_fragment_size(peer_max) >= REGION_MIN_FRAGMENT)
+        blocks = source.regions(block_size) if from_kernel else source.blocks(block_size)
+
+        def written_blocks() -> Iterator[memoryview | FileRegion]:
+            for block in blocks:
                 yield block
                 send_pending()  # every PDU of the block has been made: its views are still valid
 
-        for chunks in data_set_pdus(context_id, written_blocks(), source.length, peer_max):
-            if link.closed:
-                break
-            if not per_pdu:
-                pending.extend(chunks)
-                continue
-            connection.send_raw_data(chunks, link.now())
-            if observed:  # the PDU as an object only for those who watch: decoding costs
-                self.notify(evt.EVT_PDU_SENT, pdu=pdu_decode(b"".join(chunks), 0).pdu)
+        try:
+            for chunks in data_set_pdus(context_id, written_blocks(), source.length, peer_max):
+                if link.closed:
+                    break
+                if not per_pdu:
+                    pending.extend(chunks)
+                    continue
+                connection.send_raw_data(chunks, link.now())
+                if observed:  # the PDU as an object only for those who watch: decoding costs
+                    self.notify(evt.EVT_PDU_SENT, pdu=pdu_decode(b"".join(chunks), 0).pdu)
+        except (OSError, ValueError):  # the file is gone, or shorter or longer than it was
+            self.abort()  # the peer waits for the rest of a data set nobody can send
+            raise
         send_pending()
         if link.closed:
             self.process_indications()  # learn how it ended (the peer's abort, a lost connection)
