@@ -21,8 +21,7 @@ from router.net.codes import AbortSource
 from router.net.connection import Aborted, AssociationAccepted, AssociationRejected
 from router.net.connection import AssociationRequested, Closed, DataReceived, Indication
 from router.net.connection import ReleaseConfirmed, ReleaseRequested, Role
-from router.net.dimse import AssembledMessage, BytesSink, MessageAssembler, data_fragment_size, data_set_pdus
-from router.net.dimse import data_set_pdus_block_size
+from router.net.dimse import AssembledMessage, BytesSink, MessageAssembler, data_set_pdus, data_set_pdus_block_size
 from router.net.dimse import encode_single_pdu, fragment
 from router.net.dimse_messages import CommandField, encode_command
 from router.net.driver import Link
@@ -32,8 +31,7 @@ from router.net.pdu import PDataTF
 from router.net.pdu import decode as pdu_decode
 from router.net.presentation import PresentationContext, uid_name
 from router.net.received import SpoolingSink, file_header
-from router.net.gather import FileRegion
-from router.net.sources import BLOCK_SIZE, REGION_MIN_FRAGMENT, DatasetSource
+from router.net.sources import BLOCK_SIZE, DatasetSource
 from router.net.status import is_final
 from router.net.services import normalized, query, retrieve, serve_request, storage, verification
 
@@ -280,13 +278,8 @@ class Association:
             pending.clear()
             link.flush()  # one write for the block's PDUs
 
-        block_size = data_set_pdus_block_size(peer_max, BLOCK_SIZE)
-        from_kernel = (source.data is None and not per_pdu and link.sends_files
-                       and data_fragment_size(peer_max) >= REGION_MIN_FRAGMENT)
-        blocks = source.regions(block_size) if from_kernel else source.blocks(block_size)
-
-        def written_blocks() -> Iterator[memoryview | FileRegion]:
-            for block in blocks:
+        def written_blocks() -> Iterator[memoryview]:
+            for block in source.blocks(data_set_pdus_block_size(peer_max, BLOCK_SIZE)):
                 yield block
                 send_pending()  # every PDU of the block has been made: its views are still valid
 

@@ -26,7 +26,6 @@ from router.net.codes import PDV_HEADER_LENGTH
 from router.net.dimse_messages import DimseMessage, decode_command
 from router.net.errors import DimseError
 from router.net.pdu import PDV, PDataTF, pdata_header, pdv_header
-from router.net.gather import FileRegion
 
 __all__ = [
     "DEFAULT_PDU_LENGTH",
@@ -111,16 +110,15 @@ def data_fragment_size(max_pdu_length: int) -> int:
 
 
 def data_set_pdus(
-    context_id: int, blocks: Iterable[memoryview | FileRegion], length: int, max_pdu_length: int
-) -> Iterator[tuple[bytes | memoryview | FileRegion, ...]]:
+    context_id: int, blocks: Iterable[memoryview], length: int, max_pdu_length: int
+) -> Iterator[tuple[bytes | memoryview, ...]]:
     """Encoded P-DATA-TF PDUs carrying a data set of `length` bytes read as `blocks`.
 
     For data sets too large to hold: each PDU is encoded as the blocks arrive,
     one PDV per PDU, fragments as large as the peer's maximum allows. A PDU
     comes as the chunks that follow each other on the wire: its 12 bytes of
-    headers, then its fragment, a view of the block (not a copy; a part of the
-    region when the blocks are regions of a file), then the NUL that pads an
-    odd total length. ValueError if the blocks hold more or fewer
+    headers, then its fragment, a view of the block (not a copy), then the NUL
+    that pads an odd total length. ValueError if the blocks hold more or fewer
     than `length` bytes.
     """
     size = data_fragment_size(max_pdu_length)

@@ -14,7 +14,7 @@ import struct
 from time import monotonic
 
 from router.net.connection import Connection
-from router.net.gather import FileRegion, send_with_regions, write_gathered
+from router.net.gather import write_gathered
 
 READ_SIZE = 1 << 20
 SEND_TIMEOUT = 60.0  # a peer that stops reading for this long is treated as gone
@@ -98,22 +98,13 @@ class Link:
         if self.connection.is_closed:
             self.close()
 
-    @property
-    def sends_files(self) -> bool:
-        """Whether `FileRegion`s may be queued: the kernel sends them (sendfile), which it can over
-        plain TCP only, and nobody watches the bytes sent."""
-        return self._kernel_timeouts and self.on_data_sent is None
-
-    def _write(self, chunks: list[bytes | memoryview | FileRegion]) -> int:
-        """Send every chunk, gathered by the kernel (sendmsg) rather than joined here; file regions
-        (never queued over TLS, see `sends_files`) by sendfile."""
-        if not self._kernel_timeouts or len(chunks) == 1 and not isinstance(chunks[0], FileRegion):
-            data = chunks[0] if len(chunks) == 1 else b"".join(chunks)  # TLS has no sendmsg
+    def _write(self, chunks: list[bytes | memoryview]) -> int:
+        """Send every chunk, gathered by the kernel (sendmsg) rather than joined here."""
+        if len(chunks) == 1 or isinstance(self.sock, ssl.SSLSocket):  # TLS has no sendmsg
+            data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
             self.sock.sendall(data)
-        elif any(isinstance(chunk, FileRegion) for chunk in chunks):
-            send_with_regions(self.sock, chunks)
-        else:
-            write_gathered(self.sock.sendmsg, chunks)
+            return len(data)
+        write_gathered(self.sock.sendmsg, chunks)
         return sum(map(len, chunks))
 
     def close(self) -> None:

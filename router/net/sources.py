@@ -3,8 +3,7 @@
 `source_for(dataset_or_path)` returns a `DatasetSource`: the SOP class and
 instance, the transfer syntax the bytes are in, their length, and `blocks()`
 yielding them. A file is read block by block into one reused buffer and never
-held whole (or, over plain TCP, `regions()` names its parts for the kernel to
-send without reading them: see `gather.FileRegion`), unless it is smaller than `read_whole_below`: then it is read at
+held whole, unless it is smaller than `read_whole_below`: then it is read at
 once, with one open (a sender of many small files saves a second open and a
 walk of the file meta through small reads); a pydicom Dataset is encoded in the transfer syntax its file meta
 names (Implicit VR Little Endian when it names none).
@@ -22,9 +21,7 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.uid import UID, ImplicitVRLittleEndian
 
-from router.net.codes import PDV_HEADER_LENGTH
 from router.net.datasets import encode_dataset
-from router.net.gather import FileRegion
 
 PREAMBLE_LENGTH = 128
 MAGIC = b"DICM"
@@ -33,10 +30,6 @@ META_GROUP = 0x0002
 # 64 KiB moved 0.5 MB instances 40% faster than 1 MiB blocks at the same CPU (measured to DCMTK's
 # storescp and ours); 32 KiB to 256 KiB were all better than 1 MiB, 64 KiB the best.
 BLOCK_SIZE = 1 << 16
-# Sent by the kernel from the file (sendfile) rather than read and written, when the peer takes
-# PDUs carrying fragments at least this long: with 128 KiB PDUs the sender spent half the system
-# time per 0.5 MB instance; with 16 KiB ones, two system calls per PDU cost more than a copy saves.
-REGION_MIN_FRAGMENT = (1 << 15) - PDV_HEADER_LENGTH  # what a PDU of 32 KiB carries
 META_HEAD = 4096  # bytes read at once to find the file meta (it rarely takes 400)
 _TAG_VR = struct.Struct("<HH2s")
 _SHORT_LENGTH = struct.Struct("<H")
@@ -72,16 +65,6 @@ class DatasetSource:
                     yield buffer[:count]
         finally:
             _SPARE.buffer = buffer.obj
-
-    def regions(self, size: int) -> Iterator[FileRegion]:
-        """The data set of a file in order, as regions of at most `size` bytes of the file (valid
-        until the next one); ValueError if the file is now too short to hold it."""
-        assert self.path is not None
-        with open(self.path, "rb", buffering=0) as file:
-            if os.fstat(file.fileno()).st_size < self.offset + self.length:
-                raise ValueError(f"{self.path} is shorter than its data set of {self.length} bytes")
-            for start in range(0, self.length, size):
-                yield FileRegion(file.fileno(), self.offset + start, min(size, self.length - start))
 
 
 class _SpareBuffer(threading.local):

@@ -1,15 +1,12 @@
-"""write_gathered: every byte written once, in order, whatever the writer takes per call;
-send_with_regions: buffers and regions of files sent in order over a real socket."""
+"""write_gathered: every byte written once, in order, whatever the writer takes per call."""
 
 from __future__ import annotations
 
 import array
-import socket
-import threading
 
 import pytest
 
-from router.net.gather import MAX_IOVEC, FileRegion, send_with_regions, write_gathered
+from router.net.gather import MAX_IOVEC, write_gathered
 
 
 class Writer:
@@ -77,63 +74,3 @@ def test_a_view_of_wider_items_is_written_byte_for_byte():
 def test_a_write_that_takes_nothing_is_an_error_not_a_hang():
     with pytest.raises(OSError, match="took no bytes"):
         write_gathered(lambda chunks: 0, [b"data"])
-
-
-# ---- file regions sent by the kernel ------------------------------------------------------
-@pytest.fixture
-def file_of_bytes(tmp_path):
-    data = bytes(range(256)) * 1024  # 256 KiB, every offset tells its byte
-    path = tmp_path / "data"
-    path.write_bytes(data)
-    with open(path, "rb") as file:
-        yield file.fileno(), data
-
-
-def test_a_region_cuts_like_a_memoryview(file_of_bytes):
-    fd, _ = file_of_bytes
-    region = FileRegion(fd, 100, 50)
-    assert region[10:20] == FileRegion(fd, 110, 10)
-    assert region[40:] == FileRegion(fd, 140, 10)
-    assert region[45:1000] == FileRegion(fd, 145, 5)  # cut at its end, as a view is
-    assert len(region[60:70]) == 0
-    with pytest.raises(ValueError):
-        region[::2]
-
-
-def received_through_a_socket(chunks) -> bytes:
-    """What the other end of a connected pair reads once `send_with_regions` sent `chunks`."""
-    sender, receiver = socket.socketpair()
-    received = bytearray()
-
-    def read_all():
-        while data := receiver.recv(1 << 16):
-            received.extend(data)
-
-    reader = threading.Thread(target=read_all)
-    reader.start()
-    try:
-        send_with_regions(sender, chunks)
-    finally:
-        sender.close()
-        reader.join(10)
-        receiver.close()
-    assert not reader.is_alive()
-    return bytes(received)
-
-
-def test_buffers_and_regions_arrive_in_order(file_of_bytes):
-    fd, data = file_of_bytes
-    chunks = [b"head", FileRegion(fd, 7, 100_001), memoryview(b"mid"), b"", FileRegion(fd, 0, len(data)), b"\0"]
-    assert received_through_a_socket(chunks) == b"head" + data[7:100_008] + b"mid" + data + b"\0"
-
-
-def test_regions_alone_and_back_to_back(file_of_bytes):
-    fd, data = file_of_bytes
-    chunks = [FileRegion(fd, 5, 10), FileRegion(fd, 200_000, 62_144), FileRegion(fd, 0, 0)]
-    assert received_through_a_socket(chunks) == data[5:15] + data[200_000:]
-
-
-def test_a_region_past_the_end_of_its_file_is_an_error_not_a_spin(file_of_bytes):
-    fd, data = file_of_bytes
-    with pytest.raises(OSError, match="ended 10 bytes short"):
-        received_through_a_socket([b"head", FileRegion(fd, len(data) - 5, 15)])
