@@ -179,6 +179,8 @@ def _meta_in(head: bytes, whole: bool) -> Any:
 
 
 def _from_dataset(dataset: Dataset) -> DatasetSource:
+    if "SOPClassUID" not in dataset or "SOPInstanceUID" not in dataset:
+        raise ValueError("not a DICOM instance: it has no SOP Class UID and SOP Instance UID")
     meta = getattr(dataset, "file_meta", None)
     syntax = UID(getattr(meta, "TransferSyntaxUID", None) or ImplicitVRLittleEndian)
     data = encode_dataset(dataset, syntax)

@@ -112,6 +112,27 @@ def test_storescu_without_r_names_the_folder_it_skips(receiver, client, tmp_path
     assert recorder.arrivals == []
 
 
+def test_storescu_sends_what_it_can_and_exits_1_naming_what_it_skipped(receiver, client, tmp_path):
+    """A file that is not DICOM, a missing one and a folder without -r are named and skipped, the
+    rest is sent, and the exit status says not everything was stored."""
+    port, recorder = receiver
+    good = small_file(tmp_path / "good", ExplicitVRLittleEndian, 1)
+    not_dicom = tmp_path / "notes.txt"
+    not_dicom.write_text("not an image\n")
+    missing = tmp_path / "gone.dcm"
+    folder = tmp_path / "folder"
+    folder.mkdir()
+
+    finished = client(storescu(port, str(not_dicom), str(missing), str(good.path), str(folder)))
+
+    assert finished.returncode == 1, finished.output
+    assert [a.sop_instance_uid for a in recorder.arrivals] == [good.sop_instance_uid]
+    assert f"Skipping {not_dicom}: not a DICOM instance" in finished.output
+    assert f"Skipping {missing}: [Errno 2]" in finished.output
+    assert f"{folder} is a folder" in finished.output
+    assert "1 of 4 stored" in finished.output
+
+
 def test_storescu_aet_and_pdu_reach_the_peer(receiver, client, tmp_path):
     port, recorder = receiver
     instance = small_file(tmp_path, ExplicitVRLittleEndian, 1)

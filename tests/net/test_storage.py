@@ -966,6 +966,23 @@ def test_send_c_stores_reports_what_it_could_not_send_and_sends_the_rest(pair, i
     handler.check()
 
 
+def test_send_c_stores_reports_a_file_it_cannot_read_and_a_data_set_without_uids_and_sends_the_rest(pair, instances, tmp_path):
+    handler = StoreHandler(lambda event: event.request.affected_sop_instance_uid)
+    pair.serve(handler)
+    assoc = pair.associate()
+    ct = instances["explicit"][store_data.SMALL]
+
+    outcomes = list(assoc.send_c_stores([tmp_path / "gone.dcm", ct.path, Dataset()]))
+
+    assert isinstance(outcomes[0][1], FileNotFoundError)
+    assert isinstance(outcomes[1][1], CStoreRSP) and outcomes[1][1].status == SUCCESS
+    assert isinstance(outcomes[2][1], ValueError) and "not a DICOM instance" in str(outcomes[2][1])
+    assert handler.seen == [ct.sop_instance_uid]
+    assert assoc.is_established  # nothing had gone out for them: the association goes on
+    assoc.release()
+    handler.check()
+
+
 def test_send_c_stores_one_at_a_time_without_a_window(pair, instances):
     requests, outstanding_at_each_response = [], []
 

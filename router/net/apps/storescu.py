@@ -56,18 +56,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def find_files(paths: list[str], recurse: bool) -> list[str]:
-    files = []
+def find_files(paths: list[str], recurse: bool) -> tuple[list[str], int]:
+    """The files to send, and how many folders were left out (named without -r)."""
+    files, folders_left_out = [], 0
     for path in paths:
         if os.path.isdir(path):
             if not recurse:
                 LOGGER.error(f"{path} is a folder: use -r to send what it holds")
+                folders_left_out += 1
                 continue
             for folder, _, names in os.walk(path):
                 files.extend(os.path.join(folder, name) for name in sorted(names))
         else:
             files.append(path)
-    return files
+    return files, folders_left_out
 
 
 def read_sources(files: list[str]) -> list[tuple[str, DatasetSource]]:
@@ -148,7 +150,8 @@ class Progress:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging(args)
-    sources = read_sources(find_files(args.path, args.recurse))
+    files, folders_left_out = find_files(args.path, args.recurse)
+    sources = read_sources(files)
     if not sources:
         LOGGER.error("No DICOM files to send")
         return EXIT_FAILED
@@ -160,20 +163,24 @@ def main(argv: list[str] | None = None) -> int:
     assoc = ae.associate(args.addr, args.port, ae_title=args.called_aet, max_pdu=args.max_pdu, ext_neg=window)
     if not assoc.is_established:
         return EXIT_FAILED
-    failures = 0
+    skipped = len(files) - len(sources) + folders_left_out  # not DICOM, unreadable, a folder
+    stored = 0
     link = assoc.link
     progress = Progress(len(sources), sum(source.length for _, source in sources), lambda: link.bytes_sent, sys.stderr)
     try:
         for source, outcome in assoc.send_c_stores(source for _, source in sources):
-            if isinstance(outcome, ValueError):
+            if isinstance(outcome, (ValueError, OSError)):
                 LOGGER.error(f"{source.path}: {outcome}")
-            if not isinstance(outcome, CStoreRSP) or classify(outcome.status) not in (StatusClass.SUCCESS, StatusClass.WARNING):
-                failures += 1
+            if isinstance(outcome, CStoreRSP) and classify(outcome.status) in (StatusClass.SUCCESS, StatusClass.WARNING):
+                stored += 1
             progress.advance()
     finally:
         progress.finish()  # the line ends before any error that follows it
     assoc.release()
-    return EXIT_OK if failures == 0 else EXIT_FAILED
+    if stored < len(sources) or skipped:
+        LOGGER.error(f"{stored} of {len(sources) + skipped} stored: the others failed or were skipped (see above)")
+        return EXIT_FAILED
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -76,7 +76,7 @@ def c_store_response(
 
 def send_c_stores(
     assoc: "Association", datasets: Iterable[T], window: int | None = None
-) -> Iterator[tuple[T, CStoreRSP | None | ValueError]]:
+) -> Iterator[tuple[T, CStoreRSP | None | ValueError | OSError]]:
     """C-STORE every dataset (a pydicom Dataset, a file's path or a source) without waiting for
     each response: up to `window` requests are outstanding (PS3.7 D.3.3.3), by default the number
     the acceptor allowed in its Asynchronous Operations Window (1, one at a time, without one;
@@ -84,14 +84,16 @@ def send_c_stores(
     are already on their way, so sender and receiver work at the same time.
 
     Yields (dataset, outcome) in order, where outcome is the C-STORE-RSP, None when no response
-    came (the association is then gone: nothing more is sent), or the ValueError that kept the
-    dataset from being sent (no accepted context for it).
+    came (the association is then gone: nothing more is sent), or the error that kept the dataset
+    from being sent: a ValueError (no accepted context for it, no SOP class or instance in it) or
+    an OSError (its file could not be read). A file that fails once its request has gone (removed
+    or changed in the meantime) aborts the association: the rest get None.
     """
     assoc.require_established()
     if window is None:
         window = assoc.acceptor.asynchronous_operations[0] if assoc.is_requestor else 1
     window = window or UNLIMITED_WINDOW
-    queue: deque[tuple[T, int | ValueError | None]] = deque()  # in order: a message ID, or the outcome
+    queue: deque[tuple[T, int | ValueError | OSError | None]] = deque()  # in order: a message ID, or the outcome
     in_flight = 0
     try:
         for dataset in datasets:
@@ -104,7 +106,7 @@ def send_c_stores(
             try:
                 queue.append((dataset, _send_request(assoc, dataset)))
                 in_flight += 1
-            except ValueError as exc:
+            except (ValueError, OSError) as exc:
                 queue.append((dataset, exc))
         while queue:
             yield _outcome(assoc, *queue.popleft())
@@ -114,7 +116,7 @@ def send_c_stores(
                 assoc.abandon(sent)
 
 
-def _outcome(assoc: "Association", dataset: Any, sent: int | ValueError | None) -> tuple[Any, CStoreRSP | ValueError | None]:
+def _outcome(assoc: "Association", dataset: Any, sent: int | ValueError | OSError | None) -> tuple[Any, CStoreRSP | ValueError | OSError | None]:
     if not isinstance(sent, int):
         return dataset, sent
     return dataset, _response(assoc, sent) if assoc.is_established else None
