@@ -16,12 +16,15 @@ import os
 import re
 import sys
 import threading
+import warnings
 from typing import Iterable, NoReturn
 
-from pydicom import dcmread
-from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom import config, dcmread
+from pydicom.datadict import dictionary_has_tag, dictionary_VR, repeater_has_tag, tag_for_keyword
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag, Tag
+from pydicom.valuerep import validate_value
 
 from router.net.ae import AE
 from router.net.association import Association
@@ -153,6 +156,12 @@ _KEY_COMPONENT = re.compile(
 )
 _NUMBER_TYPES = {"US": int, "UL": int, "UV": int, "SS": int, "SL": int, "SV": int, "FL": float, "FD": float}
 _NOT_TEXT_VRS = frozenset({"AT", "OB", "OD", "OF", "OL", "OV", "OW", "UN"})
+_INTEGER_RANGES = {
+    "US": range(0, 1 << 16), "UL": range(0, 1 << 32), "UV": range(0, 1 << 64),
+    "SS": range(-(1 << 15), 1 << 15), "SL": range(-(1 << 31), 1 << 31), "SV": range(-(1 << 63), 1 << 63),
+}
+_WILDCARD_VRS = frozenset({"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UR", "UT"})  # PS3.4 C.2.2.2.4
+MAX_ITEM_INDEX = 999  # Seq[n] in a -k key: items up to n are made, so n is bounded
 _BACKSLASH = "\\"
 _SUB_OPERATION_COUNTS = (  # what a C-GET/C-MOVE response counts, as logs name it
     ("completed", "NumberOfCompletedSuboperations"),
@@ -209,16 +218,35 @@ def build_identifier(file: str | None, keys: list[str]) -> Dataset:
     """The identifier the -f file and the -k keys make; QueryKeyError if one of them is bad."""
     if not file and not keys:
         raise QueryKeyError("no query: give -k keys and/or a -f file")
-    identifier = Dataset()
-    if file:
-        try:
-            identifier = dcmread(file, force=True)
-            list(identifier.iterall())  # decode it now: a corrupt file fails here, not mid-request
-        except Exception as exc:  # unreadable or not DICOM: one line saying so
-            raise QueryKeyError(f"cannot read the query file {file}: {exc}") from exc
+    identifier = _read_query_file(file) if file else Dataset()
     for key in keys:
         set_query_key(identifier, key)
     return identifier
+
+
+def _read_query_file(file: str) -> Dataset:
+    """The data set of the -f `file` (with or without a Part 10 header), decoded now: a corrupt
+    file fails here, not mid-request. QueryKeyError if it is unreadable or holds no DICOM data set
+    (forced, pydicom reads any bytes as elements: a tag no dictionary knows gives that away)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pydicom's complaints: the one line below says what is wrong
+            identifier = dcmread(file, force=True)
+            tags = [element.tag for element in identifier.iterall()]
+    except Exception as exc:  # unreadable or not DICOM: one line saying so
+        raise QueryKeyError(f"cannot read the query file {file}: {exc}") from exc
+    unknown = next((tag for tag in tags if not _known_tag(tag)), None)
+    if not tags or unknown is not None:
+        found = "no element" if not tags else f"tag {unknown}, which no dictionary knows"
+        raise QueryKeyError(f"cannot read the query file {file}: not a DICOM data set ({found})")
+    return identifier
+
+
+def _known_tag(tag: BaseTag) -> bool:
+    """A private tag, a group length or a tag of the dictionary, but no command element (group 0000)."""
+    if tag.group == 0:
+        return False
+    return tag.is_private or tag.element == 0 or dictionary_has_tag(tag) or repeater_has_tag(tag)
 
 
 def set_query_key(dataset: Dataset, text: str) -> None:
@@ -240,11 +268,8 @@ def set_query_key(dataset: Dataset, text: str) -> None:
         return
     if item is not None:
         raise QueryKeyError(f"-k '{text}': only a sequence has items")
-    typed = _typed_value(text, vr, value)
-    try:
-        target.add_new(tag, vr, typed)
-    except ValueError as exc:  # pydicom refusing the value (e.g. a UID too long)
-        raise QueryKeyError(f"-k '{text}': {exc}") from exc
+    typed = _typed_value(text, vr, value)  # checked against the VR, wildcards allowed: pydicom's check would not
+    target[tag] = DataElement(tag, vr, typed, validation_mode=config.IGNORE)
 
 
 def _key_component(text: str, part: str) -> tuple[BaseTag, int | None]:
@@ -275,6 +300,8 @@ def _sequence(dataset: Dataset, tag: BaseTag) -> list:
 def _sequence_item(text: str, dataset: Dataset, tag: BaseTag, index: int) -> Dataset:
     if dictionary_VR(tag) != "SQ":
         raise QueryKeyError(f"-k '{text}': {tag} is not a sequence, it has no items")
+    if index > MAX_ITEM_INDEX:
+        raise QueryKeyError(f"-k '{text}': item {index} is past the last a query may name ({MAX_ITEM_INDEX})")
     items = _sequence(dataset, tag)
     while len(items) <= index:
         items.append(Dataset())
@@ -288,12 +315,28 @@ def _typed_value(text: str, vr: str, value: str) -> object:
         raise QueryKeyError(f"-k '{text}': a value of VR {vr} cannot be given on the command line")
     kind = _NUMBER_TYPES.get(vr)
     if kind is None:
+        _check_text(text, vr, value)
         return value
     try:
         numbers = [kind(part) for part in value.split(_BACKSLASH)]
     except ValueError:
         raise QueryKeyError(f"-k '{text}': '{value}' is not a valid {vr} value") from None
+    limits = _INTEGER_RANGES.get(vr)
+    if limits is not None and not all(number in limits for number in numbers):
+        raise QueryKeyError(f"-k '{text}': '{value}' is out of range for {vr} ({limits.start} to {limits.stop - 1})")
     return numbers[0] if len(numbers) == 1 else numbers
+
+
+def _check_text(text: str, vr: str, value: str) -> None:
+    """QueryKeyError unless each of the backslash-separated values is valid for `vr` (pydicom's
+    rules: characters, lengths, dates and their ranges); * and ? count where wildcards may match."""
+    for part in value.split(_BACKSLASH):
+        checked = part.replace("*", "").replace("?", "") if vr in _WILDCARD_VRS else part
+        try:
+            validate_value(vr, checked, config.RAISE)
+        except ValueError as exc:
+            reason = str(exc).split(" Please see")[0]  # without pydicom's link to the standard
+            raise QueryKeyError(f"-k '{text}': {reason}") from None
 
 
 def retrieve_outcome(responses: Iterable[tuple[Dataset, Dataset | None]], service: Service) -> bool:
