@@ -17,17 +17,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.encaps import encapsulate
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_file_meta_info
+from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian, ExplicitVRLittleEndian
+from pydicom.uid import ImplicitVRLittleEndian, JPEGBaseline8Bit
 
 from router.net import sop_class
 from router.net.apps.common import QueryKeyError, build_identifier
 from router.net.apps.qr_config import ConfigError, Destination, load_config
-from router.net.apps.qr_index import InstanceIndex
+from router.net.apps.qr_index import InstanceIndex, NotIndexable, read_instance
 from router.net.apps.qr_match import UNIVERSAL, AnyOf, EmptyValue, Range, SingleValue, Wildcard, as_values
 from router.net.apps.qr_match import compile_condition
 from router.net.apps.qr_model import PATIENT_ROOT, PATIENT_STUDY_ONLY, STUDY_ROOT, IdentifierError, Level
 from router.net.apps.qr_model import find_matches, find_query, find_response, retrieve_query
+from router.net.datasets import encode_dataset
 
 UID_ROOT = "1.2.826.0.1.3680043.8.498.4242"
 
@@ -329,6 +335,98 @@ def test_scan_indexes_the_folder_recursively_and_skips_what_is_not_dicom(library
     assert (summary.indexed, summary.skipped) == (len(LIBRARY), [str(library / "notes.txt")])
     assert "notes.txt: not a DICOM file" in caplog.text
     assert len(index) == len(LIBRARY)
+    index.close()
+
+
+def write_encapsulated(path: Path) -> Path:
+    """An instance in JPEG Baseline whose one frame is encapsulated in two fragments of 50 bytes."""
+    write_instance(Spec("P5", "Fragments^Fay", 5, "20240101", 1, "OT", 1), path)
+    ds = dcmread(path)
+    ds.PixelData = encapsulate([bytes(range(100))], fragments_per_frame=2)
+    ds["PixelData"].VR = "OB"
+    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def scan_skips(index: InstanceIndex, caplog) -> list[str]:
+    """What a scan by `index` logged of each file it skipped, each one an error (shown without -v)."""
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="router.net"):
+        summary = index.scan()
+    skips = [record for record in caplog.records if record.message.startswith("Skipping ")]
+    assert [record.levelname for record in skips] == ["ERROR"] * len(summary.skipped)
+    return [record.message for record in skips]
+
+
+def written(spec: Spec):
+    return lambda path: write_instance(spec, path)
+
+
+PIXELS_CUT = "truncated: Pixel Data needs 128 bytes, 78 remain"
+
+
+@pytest.mark.parametrize(
+    "write, keep, reason",
+    [
+        (written(LIBRARY[1]), lambda data: len(data) - 50, PIXELS_CUT),
+        (written(LIBRARY[0]), lambda data: len(data) - 50, PIXELS_CUT),  # Implicit VR
+        (written(Spec("P6", "Big^Ben", 6, "20240101", 1, "CT", 1, ExplicitVRBigEndian)), lambda data: len(data) - 50, PIXELS_CUT),
+        (write_encapsulated, lambda data: len(data) - 20, "truncated: an item of Pixel Data needs 50 bytes, 38 remain"),
+        (write_encapsulated, lambda data: len(data) - 8, "truncated: the header of an item of Pixel Data needs 8 bytes, 0 remain"),
+        (written(LIBRARY[1]), lambda data: data.index(b"MONOCHROME2") + 4,  # every key read, the image cut short before its pixels
+         "truncated: Photometric Interpretation needs 12 bytes, 4 remain"),
+        (written(LIBRARY[1]), lambda data: data.index(b"MONOCHROME2") - 3, "truncated: the header of an element needs 8 bytes, 5 remain"),
+        (written(LIBRARY[6]), lambda data: len(data) // 2, "truncated or corrupt: the deflated data set does not inflate"),
+    ],
+    ids=["explicit", "implicit", "big-endian", "in-a-fragment", "no-delimiter", "in-an-element", "in-a-header", "deflated"],
+)
+def test_a_file_cut_short_is_skipped_with_what_is_missing(tmp_path, caplog, write, keep, reason):
+    folder = tmp_path / "instances"
+    folder.mkdir()
+    path = write(folder / "instance.dcm")
+    index = InstanceIndex(str(tmp_path / "index.sqlite"), str(folder))
+    assert (scan_skips(index, caplog), len(index)) == ([], 1)  # whole, it is indexed
+    data = path.read_bytes()
+    path.write_bytes(data[:keep(data)])
+    skips = scan_skips(index, caplog)
+    assert len(skips) == 1 and skips[0].startswith(f"Skipping {path}: {reason}")
+    assert len(index) == 0  # and no longer served as it was
+    index.close()
+
+
+@pytest.mark.filterwarnings("ignore:Expected explicit VR, but found implicit VR")
+def test_a_data_set_in_implicit_vr_under_a_file_meta_saying_explicit_is_walked_as_pydicom_reads_it(tmp_path):
+    dataset = dcmread(write_instance(LIBRARY[0], tmp_path / "implicit.dcm"))
+    dataset.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    header = DicomBytesIO()
+    header.write(b"\0" * 128 + b"DICM")
+    write_file_meta_info(header, dataset.file_meta)
+    path = tmp_path / "mislabeled.dcm"
+    path.write_bytes(header.getvalue() + encode_dataset(dataset, ImplicitVRLittleEndian))
+    assert read_instance(str(path)).transfer_syntax == ExplicitVRLittleEndian
+    path.write_bytes(path.read_bytes()[:-50])
+    with pytest.raises(NotIndexable, match=PIXELS_CUT):
+        read_instance(str(path))
+
+
+@pytest.mark.timeout(10)  # reading a FIFO blocks the scan for ever
+@pytest.mark.parametrize(
+    "make, reason",
+    [
+        (lambda path: path.symlink_to(path.parent / "nowhere"), "symbolic link to {path.parent}/nowhere: No such file or directory"),
+        (lambda path: path.symlink_to(path), "symbolic link to {path}: Too many levels of symbolic links"),
+        (os.mkfifo, "not a regular file (a FIFO)"),
+    ],
+    ids=["dangling-link", "link-loop", "fifo"],
+)
+def test_entries_that_are_not_regular_files_are_skipped_and_the_scan_goes_on(library, tmp_path, caplog, make, reason):
+    entry = library / "P1" / "entry.dcm"
+    make(entry)
+    (library / "P2" / "link.dcm").symlink_to(write_instance(Spec("P7", "Linked^Lou", 7, "20240101", 1, "CT", 1), tmp_path / "elsewhere.dcm"))
+    index = InstanceIndex(str(tmp_path / "index.sqlite"), str(library))
+    assert scan_skips(index, caplog) == [f"Skipping {entry}: {reason.format(path=entry)}"]
+    assert len(index) == len(LIBRARY) + 1  # the link to a file is followed
     index.close()
 
 

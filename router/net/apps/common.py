@@ -1,5 +1,10 @@
-"""What every app shares: logging levels (-q/-v/-d), network and transfer syntax options, and how
-an app's process ends (`exit_process`).
+"""What every app shares: logging levels (-q/-v/-d), network and transfer syntax options, how an
+app's process ends (`exit_process`), and how it listens (`serve`).
+
+Option values are checked as they are parsed, by the same `parse_*` functions
+the apps and qrscp's configuration use (ports 1 to 65535, AE titles, PDU
+sizes and timeouts as the engine takes them): a bad one ends the app with
+argparse's usage message and status 2, never a traceback.
 
 The Query/Retrieve SCUs (findscu, getscu, movescu) also share their client
 options, the information model options (-P/-S/-O/-W), and the query keys:
@@ -12,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import re
 import sys
@@ -28,6 +34,7 @@ from pydicom.valuerep import validate_value
 
 from router.net.ae import AE
 from router.net.association import Association
+from router.net.dimse import MIN_PDU_LENGTH
 from router.net.log import LOGGER, debug_logger
 from router.net.presentation import (
     DEFAULT_TRANSFER_SYNTAXES,
@@ -36,9 +43,11 @@ from router.net.presentation import (
     IMPLICIT_VR_LITTLE_ENDIAN,
 )
 from router.net.status import PENDING, SUCCESS, Service, describe
+from router.net.values import validate_ae_title
 
 DISTRIBUTION = "dicom-router"  # the package --version reports
 DEFAULT_PDU = 16382  # what the apps announce unless told (pynetdicom's default)
+MAX_PORT = 65535
 
 
 def exit_process(code: int | None) -> NoReturn:
@@ -86,23 +95,101 @@ def add_output_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("-d", "--debug", action="store_true", help="debug mode, print debug information")
 
 
+class BadValue(ValueError, argparse.ArgumentTypeError):
+    """An option or setting value the apps cannot run with; argparse prints its message as it is."""
+
+
+def parse_port(text: str) -> int:
+    """A TCP/IP port, 1 to 65535."""
+    port = _integer(text)
+    if not 1 <= port <= MAX_PORT:
+        raise BadValue(f"invalid port {port}: a port is 1 to {MAX_PORT}")
+    return port
+
+
+def parse_positive_int(text: str) -> int:
+    number = _integer(text)
+    if number < 1:
+        raise BadValue(f"{number} is below 1")
+    return number
+
+
+def parse_pdu_size(text: str) -> int:
+    """A maximum PDU size the engine takes: 0 (no limit) or at least MIN_PDU_LENGTH bytes."""
+    size = _integer(text)
+    if size < 0 or 0 < size < MIN_PDU_LENGTH:
+        raise BadValue(f"invalid maximum PDU size {size}: 0 (no limit) or at least {MIN_PDU_LENGTH}")
+    return size
+
+
+def parse_seconds(text: str) -> float:
+    """A timeout the engine takes: a finite number of seconds >= 0."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise BadValue(f"'{text}' is not a number") from None
+    if not math.isfinite(seconds) or seconds < 0:
+        raise BadValue(f"invalid timeout {text}: a finite number of seconds >= 0")
+    return seconds
+
+
+def parse_ae_title(text: str) -> str:
+    """An AE title as the engine takes it (`validate_ae_title`), without surrounding spaces."""
+    try:
+        return validate_ae_title(text)
+    except ValueError as exc:
+        raise BadValue(str(exc)) from None
+
+
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise BadValue(f"'{text}' is not an integer") from None
+
+
 def server_parser(prog: str, description: str, ae_title: str) -> argparse.ArgumentParser:
     """A parser with what every SCP app takes: the port, -q/-v/-d, -aet, -ba, the association limit."""
     parser = argparse.ArgumentParser(prog=prog, description=description)
-    parser.add_argument("port", type=int, help="TCP/IP port to listen on")
+    parser.add_argument("port", type=parse_port, help="TCP/IP port to listen on")
     add_output_options(parser)
-    parser.add_argument("-aet", "--ae-title", default=ae_title, help="our AE title")
+    parser.add_argument("-aet", "--ae-title", type=parse_ae_title, default=ae_title, help="our AE title")
     parser.add_argument("-ba", "--bind-address", default="", help="address to listen on (default: all)")
-    parser.add_argument("--max-associations", type=int, default=10, help="associations served at once")
+    parser.add_argument("--max-associations", type=parse_positive_int, default=10, help="associations served at once")
     return parser
 
 
+def serve(ae: AE, address: tuple[str, int], **kwargs) -> bool:
+    """Serve associations on `address` until interrupted; False (the reason logged) if it cannot listen there."""
+    try:
+        ae.start_server(address, block=True, **kwargs)
+    except OSError as exc:  # the port in use, an address not ours or unknown
+        LOGGER.error(cannot_listen(address, exc))
+        return False
+    return True
+
+
+def cannot_listen(address: tuple[str, int], exc: OSError) -> str:
+    host, port = address
+    return f"Cannot listen on {host or '*'}:{port}: {exc.strerror or exc}"
+
+
+def make_output_directory(path: str) -> bool:
+    """Create the -od folder `path` unless it exists; False (the reason logged) if it cannot be."""
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:  # a file in the way, no permission
+        LOGGER.error(f"Cannot use {path} as the output directory: {exc.strerror or exc}")
+        return False
+    return True
+
+
 def add_timeout_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-to", "--connection-timeout", type=float, metavar="[s]econds", help="timeout for connection requests")
-    parser.add_argument("-ta", "--acse-timeout", type=float, default=30.0, metavar="[s]econds", help="timeout for ACSE messages")
-    parser.add_argument("-td", "--dimse-timeout", type=float, default=30.0, metavar="[s]econds", help="timeout for DIMSE messages")
-    parser.add_argument("-tn", "--network-timeout", type=float, default=30.0, metavar="[s]econds", help="timeout for the network")
-    parser.add_argument("-pdu", "--max-pdu", type=int, default=DEFAULT_PDU, metavar="[n]umber of bytes", help="maximum PDU size to receive, 0 = unlimited")
+    parser.add_argument("-to", "--connection-timeout", type=parse_seconds, metavar="[s]econds", help="timeout for connection requests")
+    parser.add_argument("-ta", "--acse-timeout", type=parse_seconds, default=30.0, metavar="[s]econds", help="timeout for ACSE messages")
+    parser.add_argument("-td", "--dimse-timeout", type=parse_seconds, default=30.0, metavar="[s]econds", help="timeout for DIMSE messages")
+    parser.add_argument("-tn", "--network-timeout", type=parse_seconds, default=30.0, metavar="[s]econds", help="timeout for the network")
+    parser.add_argument("-pdu", "--max-pdu", type=parse_pdu_size, default=DEFAULT_PDU, metavar="[n]umber of bytes", help="maximum PDU size to receive, 0 = unlimited")
 
 
 def add_syntax_options(parser: argparse.ArgumentParser, verb: str) -> None:
@@ -178,10 +265,10 @@ def client_parser(prog: str, description: str, calling_aet: str) -> argparse.Arg
     """A parser with what every SCU app takes: the peer, -q/-v/-d, -aet/-aec and the timeouts."""
     parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("addr", help="TCP/IP address of the peer")
-    parser.add_argument("port", type=int, help="TCP/IP port of the peer")
+    parser.add_argument("port", type=parse_port, help="TCP/IP port of the peer")
     add_output_options(parser)
-    parser.add_argument("-aet", "--calling-aet", default=calling_aet, help=f"our AE title (default: {calling_aet})")
-    parser.add_argument("-aec", "--called-aet", default="ANY-SCP", help="the peer's AE title (default: ANY-SCP)")
+    parser.add_argument("-aet", "--calling-aet", type=parse_ae_title, default=calling_aet, help=f"our AE title (default: {calling_aet})")
+    parser.add_argument("-aec", "--called-aet", type=parse_ae_title, default="ANY-SCP", help="the peer's AE title (default: ANY-SCP)")
     add_timeout_options(parser)
     return parser
 

@@ -7,8 +7,11 @@ import argparse
 from router.net.ae import AE
 from router.net.apps.common import exit_process
 from router.net.apps.common import add_syntax_options, add_timeout_options, server_parser
-from router.net.apps.common import chosen_syntaxes, configure_timeouts, setup_logging
+from router.net.apps.common import chosen_syntaxes, configure_timeouts, serve, setup_logging
 from router.net.presentation import VERIFICATION_SOP_CLASS
+
+EXIT_OK = 0
+EXIT_FAILED = 1
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -25,8 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_timeouts(ae, args)
     ae.maximum_associations = args.max_associations
     ae.add_supported_context(VERIFICATION_SOP_CLASS, chosen_syntaxes(args))
-    ae.start_server((args.bind_address, args.port), block=True)
-    return 0
+    return EXIT_OK if serve(ae, (args.bind_address, args.port)) else EXIT_FAILED
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import argparse
 
 from router.net.ae import AE
 from router.net.apps.common import exit_process
-from router.net.apps.common import add_output_options, add_timeout_options, configure_timeouts, setup_logging
+from router.net.apps.common import client_parser, configure_timeouts, parse_positive_int, setup_logging
 from router.net.presentation import DEFAULT_TRANSFER_SYNTAXES, VERIFICATION_SOP_CLASS
 from router.net.status import SUCCESS
 
@@ -15,18 +15,12 @@ EXIT_FAILED = 1
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="echoscu", description="Send C-ECHO requests to a DICOM peer")
-    parser.add_argument("addr", help="TCP/IP address of the peer")
-    parser.add_argument("port", type=int, help="TCP/IP port of the peer")
-    add_output_options(parser)
-    parser.add_argument("-aet", "--calling-aet", default="ECHOSCU", help="our AE title")
-    parser.add_argument("-aec", "--called-aet", default="ANY-SCP", help="the peer's AE title")
-    add_timeout_options(parser)
+    parser = client_parser("echoscu", "Send C-ECHO requests to a DICOM peer", "ECHOSCU")
     parser.add_argument(
         "-pts", "--propose-ts", type=int, default=len(DEFAULT_TRANSFER_SYNTAXES), choices=range(1, len(DEFAULT_TRANSFER_SYNTAXES) + 1),
         metavar="[n]umber", help="propose the first n default transfer syntaxes",
     )
-    parser.add_argument("--repeat", type=int, default=1, metavar="[n]umber", help="send n C-ECHO requests")
+    parser.add_argument("--repeat", type=parse_positive_int, default=1, metavar="[n]umber", help="send n C-ECHO requests")
     parser.add_argument("--abort", action="store_true", help="abort the association instead of releasing it")
     return parser.parse_args(argv)
 

@@ -2,7 +2,8 @@
 
 Each match is printed as its response number and status, then its
 identifier; `-w` also writes each identifier to rsp000001.dcm, rsp000002.dcm,
-... in the current folder. The exit code is 0 when the search ends in Success.
+... in the current folder (a file that cannot be written ends the search).
+The exit code is 0 when the search ends in Success.
 """
 
 from __future__ import annotations
@@ -45,12 +46,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+class ResponseFileError(Exception):
+    """-w could not write a response file; the message names it."""
+
+
 def write_response(identifier: Dataset, number: int, ae: AE, model: str) -> None:
     """Save a match as a Part 10 file whose meta names the query model, like pynetdicom's findscu."""
     identifier.file_meta = build_file_meta(
         model, generate_uid(), ExplicitVRLittleEndian, ae.implementation_class_uid, ae.implementation_version_name
     )
-    identifier.save_as(RESPONSE_FILE.format(number), enforce_file_format=True)
+    path = RESPONSE_FILE.format(number)
+    try:
+        identifier.save_as(path, enforce_file_format=True)
+    except OSError as exc:
+        raise ResponseFileError(f"Cannot write the response file {path}: {exc.strerror or exc}") from exc
 
 
 def print_matches(responses, service: Service, write: Callable[[Dataset, int], None] | None) -> int | None:
@@ -82,7 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     write = (lambda match, number: write_response(match, number, assoc.ae, model)) if args.write else None
     try:
         final = print_matches(assoc.send_c_find(identifier, model), service, write)
-    except (ValueError, OSError) as exc:  # no accepted context, an identifier that cannot be encoded, -w failing
+    except ResponseFileError as exc:  # the peer answered, we could not keep the answer: the search ends here
+        LOGGER.error(str(exc))
+        return EXIT_FAILED
+    except ValueError as exc:  # no accepted context, an identifier that cannot be encoded
         LOGGER.error(str(exc))
         final = None
     finally:

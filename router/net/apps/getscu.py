@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 
 from pydicom.uid import ExplicitVRLittleEndian
 
@@ -25,7 +24,7 @@ from router.net.ae import AE
 from router.net.apps.common import exit_process
 from router.net.apps.common import PATIENT_ROOT, PATIENT_STUDY_ONLY, STUDY_ROOT
 from router.net.apps.common import add_model_options, add_query_options, build_identifier, client_parser
-from router.net.apps.common import configure_timeouts, retrieve_outcome, setup_logging
+from router.net.apps.common import configure_timeouts, make_output_directory, retrieve_outcome, setup_logging
 from router.net.apps.storescp import store_handler
 from router.net.contexts import StoragePresentationContexts
 from router.net.presentation import build_role
@@ -84,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:  # QueryKeyError included
         LOGGER.error(str(exc))
         return EXIT_BAD_QUERY
-    os.makedirs(args.output_directory, exist_ok=True)
+    if not make_output_directory(args.output_directory):
+        return EXIT_FAILED
     ae = AE(args.calling_aet)
     configure_timeouts(ae, args)
     ae.spool_directory = args.output_directory  # large instances become their file by a rename

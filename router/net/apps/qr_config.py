@@ -7,7 +7,9 @@ A `[DEFAULT]` section holds qrscp's own settings (`ae_title`, `port`,
 move destination named by its AE title, with its `address` and `port`.
 Missing settings take pynetdicom's defaults; relative locations are taken
 from the file's folder (from the current folder when given on the command
-line). Errors name the file, the section and the key.
+line). Values are read by the apps' option parsers (`common.parse_*`), so a
+setting and its option take the same values. Errors name the file, the
+section and the key.
 """
 
 from __future__ import annotations
@@ -16,8 +18,12 @@ import os
 from configparser import ConfigParser
 from configparser import Error as ConfigParserError
 from dataclasses import dataclass
+from typing import Callable, TypeVar
 
+from router.net.apps.common import parse_ae_title, parse_pdu_size, parse_port, parse_positive_int, parse_seconds
 from router.net.values import validate_ae_title
+
+T = TypeVar("T")
 
 APP_SECTION = "DEFAULT"
 IN_MEMORY = ":memory:"  # an SQLite database that lives as long as the process
@@ -92,14 +98,14 @@ def load_config(path: str | None, overrides: dict[str, object] | None = None) ->
             settings[name] = os.path.abspath(value) if name in LOCATIONS and value != IN_MEMORY else str(value)
     read = _Reader(where, APP_SECTION, settings)
     return QRConfig(
-        ae_title=read.ae_title("ae_title"),
-        port=read.number("port", int),
+        ae_title=read.value("ae_title", parse_ae_title),
+        port=read.value("port", parse_port),
         bind_address=settings["bind_address"].strip(),
-        max_pdu=read.number("max_pdu", int),
-        acse_timeout=read.number("acse_timeout", float),
-        dimse_timeout=read.number("dimse_timeout", float),
-        network_timeout=read.number("network_timeout", float),
-        maximum_associations=read.number("maximum_associations", int, minimum=1),
+        max_pdu=read.value("max_pdu", parse_pdu_size),
+        acse_timeout=read.value("acse_timeout", parse_seconds),
+        dimse_timeout=read.value("dimse_timeout", parse_seconds),
+        network_timeout=read.value("network_timeout", parse_seconds),
+        maximum_associations=read.value("maximum_associations", parse_positive_int),
         instance_location=os.path.join(base, settings["instance_location"]),
         database_location=_database(base, settings["database_location"]),
         log_identifier=read.flag("log_identifier"),
@@ -118,7 +124,7 @@ def _destinations(parser: ConfigParser, where: str) -> dict[str, Destination]:
             continue
         read = _Reader(where, section, parser[section])
         title = read.ae_title_of_section()
-        destinations[title] = Destination(read.text("address"), read.number("port", int))
+        destinations[title] = Destination(read.text("address"), read.value("port", parse_port))
     return destinations
 
 
@@ -137,27 +143,19 @@ class _Reader:
             raise self._error(key, "missing")
         return value
 
-    def number(self, key: str, kind: type, minimum: int = 0):
+    def value(self, key: str, parse: Callable[[str], T]) -> T:
+        """The value of `key` as `parse` reads it (the apps' option parsers: the same limits)."""
         text = self.text(key)
         try:
-            value = kind(text)
-        except ValueError:
-            raise self._error(key, f"'{text}' is not a{'n integer' if kind is int else ' number'}") from None
-        if value < minimum:
-            raise self._error(key, f"{text} is below {minimum}")
-        return value
+            return parse(text)
+        except ValueError as exc:
+            raise self._error(key, str(exc)) from None
 
     def flag(self, key: str) -> bool:
         text = self.text(key).lower()
         if text not in ConfigParser.BOOLEAN_STATES:
             raise self._error(key, f"'{text}' is not true or false")
         return ConfigParser.BOOLEAN_STATES[text]
-
-    def ae_title(self, key: str) -> str:
-        try:
-            return validate_ae_title(self.text(key))
-        except ValueError as exc:
-            raise self._error(key, str(exc)) from None
 
     def ae_title_of_section(self) -> str:
         try:

@@ -4,8 +4,10 @@ One table, a row per SOP Instance: the file's path, size, modification time
 and transfer syntax, and a column per stored key (`qr_model.STORED_KEYWORDS`;
 several values joined by backslashes). The index is a cache of the folder: a
 database of another layout (`SCHEMA_VERSION`) is rebuilt from the files. `scan` brings the index in line with the instance
-folder: new or changed files are read (up to the pixel data), files that are
-not DICOM are logged and skipped, rows of vanished files are dropped.
+folder: new or changed files are read (up to the pixel data), then checked to
+be whole by the headers of what follows (the pixel data is never loaded); what
+is not a regular file, not DICOM or cut short is logged as an error and
+skipped, rows of vanished or now skipped files are dropped.
 Associations run on their own threads, so one connection serves them all
 behind a lock; a search copies its rows out before matching them.
 """
@@ -15,13 +17,17 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import stat
 import threading
+import zlib
 from dataclasses import dataclass, field
 
 from pydicom import dcmread
 from pydicom.errors import InvalidDicomError
+from pydicom.uid import UID
 
 from router.net.apps.qr_match import Values, as_values
+from router.net.apps.whole_file import NotWhole, check_whole
 from router.net.apps.qr_model import STORED_KEYWORDS, UNIQUE_KEYS, Query, Record, find_matches
 
 LOGGER = logging.getLogger("router.net")
@@ -35,6 +41,9 @@ MULTIPLE = "\\"
 SCHEMA_VERSION = 1  # PRAGMA user_version of the layout below
 _FILE_COLUMNS = ("path", "size", "mtime", "syntax")
 _COLUMNS = (*_FILE_COLUMNS, *STORED_KEYWORDS)
+NOT_REGULAR = {  # os.walk lists these among the files (a link to a directory among the folders)
+    stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device",
+}
 
 
 class NotIndexable(Exception):
@@ -61,19 +70,28 @@ class ScanSummary:
 
 
 def read_instance(path: str) -> StoredInstance:
-    """The DICOM file at `path` as the index keeps it (NotIndexable if it cannot)."""
+    """The whole DICOM file at `path` as the index keeps it (NotIndexable if it cannot)."""
     try:
-        dataset = dcmread(path, stop_before_pixels=True, specific_tags=list(STORED_KEYWORDS))
-        record = {keyword: as_values(dataset.get(keyword)) for keyword in STORED_KEYWORDS}
-        syntax = str(dataset.file_meta.TransferSyntaxUID)
+        with open(path, "rb") as file:
+            dataset = dcmread(file, stop_before_pixels=True, specific_tags=list(STORED_KEYWORDS))
+            record = {keyword: as_values(dataset.get(keyword)) for keyword in STORED_KEYWORDS}
+            syntax = UID(dataset.file_meta.TransferSyntaxUID)
+            missing = [keyword for keyword in REQUIRED_KEYWORDS if not record[keyword]]
+            if missing:
+                raise NotIndexable(f"no {', '.join(missing)}")
+            if not syntax.is_deflated:  # pydicom inflated it all, and zlib finds a stream cut short
+                check_whole(file, syntax)
+    except NotIndexable:
+        raise
+    except NotWhole as exc:
+        raise NotIndexable(str(exc)) from exc
     except InvalidDicomError as exc:
         raise NotIndexable("not a DICOM file") from exc
+    except zlib.error as exc:
+        raise NotIndexable(f"truncated or corrupt: the deflated data set does not inflate ({exc})") from exc
     except Exception as exc:  # unreadable or corrupt, whatever pydicom tripped on: say so and go on
         raise NotIndexable(f"unreadable ({type(exc).__name__}: {exc})") from exc
-    missing = [keyword for keyword in REQUIRED_KEYWORDS if not record[keyword]]
-    if missing:
-        raise NotIndexable(f"no {', '.join(missing)}")
-    return StoredInstance(path, syntax, record)
+    return StoredInstance(path, str(syntax), record)
 
 
 class InstanceIndex:
@@ -107,15 +125,17 @@ class InstanceIndex:
     # ---- adding -------------------------------------------------------------
     def add_file(self, path: str) -> StoredInstance:
         """Index (or re-index) the file at `path`; NotIndexable if it cannot be."""
-        instance = read_instance(os.path.abspath(path))
+        path = os.path.abspath(path)
+        status = os.stat(path)
+        instance = read_instance(path)
         with self._lock:
-            self._put(instance)
+            self._put(instance, status)
         return instance
 
-    def _put(self, instance: StoredInstance) -> None:
-        stat = os.stat(instance.path)
+    def _put(self, instance: StoredInstance, status: os.stat_result) -> None:
+        """Index `instance` as its file was (`status`) before it was read: a later change is seen."""
         record = instance.record
-        values = [instance.path, stat.st_size, stat.st_mtime_ns, instance.transfer_syntax]
+        values = [instance.path, status.st_size, status.st_mtime_ns, instance.transfer_syntax]
         values += [MULTIPLE.join(record[name]) for name in STORED_KEYWORDS]
         names = ", ".join(f'"{name}"' for name in _COLUMNS)
         marks = ", ".join("?" * len(_COLUMNS))
@@ -140,33 +160,33 @@ class InstanceIndex:
         summary = ScanSummary()
         with self._lock:
             known = {row[0]: (row[1], row[2]) for row in self._db.execute(f"SELECT path, size, mtime FROM {TABLE}")}
-            seen = set()
+            kept = set()
             self._db.execute("BEGIN")
             try:
                 for path in _files(self.folder):
-                    if path.startswith(self._database):
-                        continue
-                    seen.add(path)
-                    self._scan_file(path, known.get(path), summary)
-                gone = [(path,) for path in known if path not in seen]
+                    if not path.startswith(self._database) and self._scan_file(path, known.get(path), summary):
+                        kept.add(path)
+                gone = [(path,) for path in known if path not in kept]  # vanished, or refused now
                 self._db.executemany(f"DELETE FROM {TABLE} WHERE path = ?", gone)
                 summary.removed = len(gone)
             finally:
                 self._db.execute("COMMIT")
         return summary
 
-    def _scan_file(self, path: str, known: tuple[int, int] | None, summary: ScanSummary) -> None:
-        stat = os.stat(path)
-        if known == (stat.st_size, stat.st_mtime_ns):
-            summary.unchanged += 1
-            return
+    def _scan_file(self, path: str, known: tuple[int, int] | None, summary: ScanSummary) -> bool:
+        """Whether the file at `path` is indexed, as it was (`known`: its size and time) or anew."""
         try:
-            self._put(read_instance(path))
+            status = _regular_file_status(path)
+            if known == (status.st_size, status.st_mtime_ns):
+                summary.unchanged += 1
+                return True
+            self._put(read_instance(path), status)
         except NotIndexable as exc:
-            LOGGER.warning(f"Skipping {path}: {exc}")
+            LOGGER.error(f"Skipping {path}: {exc}")  # as storescu does: shown without -v
             summary.skipped.append(path)
-            return
+            return False
         summary.indexed += 1
+        return True
 
     # ---- searching ----------------------------------------------------------
     def instances(self, query: Query) -> list[StoredInstance]:
@@ -199,6 +219,19 @@ def _record(row: tuple) -> Record:
 
 def _split(value: str | None) -> Values:
     return tuple(value.split(MULTIPLE)) if value else ()
+
+
+def _regular_file_status(path: str) -> os.stat_result:
+    """The status of the file at `path`, after symbolic links; NotIndexable (never opened) unless
+    it is a regular file: a FIFO would block the scan, a device never end."""
+    try:
+        status = os.stat(path)
+    except OSError as exc:
+        link = f"symbolic link to {os.readlink(path)}: " if os.path.islink(path) else ""
+        raise NotIndexable(f"{link}{exc.strerror}") from exc
+    if not stat.S_ISREG(status.st_mode):
+        raise NotIndexable(f"not a regular file ({NOT_REGULAR.get(stat.S_IFMT(status.st_mode), 'of a special kind')})")
+    return status
 
 
 def _files(folder: str):

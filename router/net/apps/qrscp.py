@@ -23,7 +23,7 @@ from typing import Iterator
 from router.net import evt, sop_class
 from router.net.ae import AE
 from router.net.apps.common import exit_process
-from router.net.apps.common import add_output_options, add_timeout_options, setup_logging
+from router.net.apps.common import add_output_options, add_timeout_options, parse_ae_title, parse_port, serve, setup_logging
 from router.net.apps.qr_config import OVERRIDABLE, ConfigError, QRConfig, load_config
 from router.net.apps.qr_index import InstanceIndex, NotIndexable, StoredInstance
 from router.net.apps.qr_model import MODELS, IdentifierError, Query
@@ -45,8 +45,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="qrscp", description="A Verification, Storage and Query/Retrieve SCP")
     add_output_options(parser)
     parser.add_argument("-c", "--config", metavar="[f]ilename", help="use configuration file f (default: built-in settings)")
-    parser.add_argument("--port", type=int, help="override the configured TCP/IP listen port")
-    parser.add_argument("-aet", "--ae-title", help="override the configured AE title")
+    parser.add_argument("--port", type=parse_port, help="override the configured TCP/IP listen port")
+    parser.add_argument("-aet", "--ae-title", type=parse_ae_title, help="override the configured AE title")
     parser.add_argument("-ba", "--bind-address", help="override the configured address to listen on")
     parser.add_argument("--database-location", metavar="[f]ile", help="override the configured index database")
     parser.add_argument("--instance-location", metavar="[d]irectory", help="override the configured instance folder")
@@ -233,13 +233,10 @@ def main(argv: list[str] | None = None) -> int:
     ae.connection_timeout = args.connection_timeout  # for the associations C-MOVE opens
     service = QueryRetrieveService(config, index)
     try:
-        ae.start_server((config.bind_address, config.port), block=True, evt_handlers=service.handlers())
-    except OSError as exc:
-        LOGGER.error(f"Cannot listen on {config.bind_address or '*'}:{config.port}: {exc.strerror or exc}")
-        return EXIT_FAILED
+        served = serve(ae, (config.bind_address, config.port), evt_handlers=service.handlers())
     finally:
         index.close()
-    return EXIT_OK
+    return EXIT_OK if served else EXIT_FAILED
 
 
 if __name__ == "__main__":
