@@ -50,6 +50,7 @@ from router.net.server import AssociationServer
 from router.net.sources import BLOCK_SIZE, source_for
 from tests.interop.store_data import LARGE, SMALL, TYPICAL
 
+UNUSED_PORT = "11112"  # storescp's options want a port; the replay never listens on it
 PEER_MAX_PDU = 16384  # DCMTK storescu's default maximum PDU, announced in its A-ASSOCIATE-RQ
 PDU_SIZE = storescp.STORE_PDU  # the PDUs it sends are as large as our storescp announces
 SCP_TITLE, SCU_TITLE = "STORESCP", "STORESCU"
@@ -147,7 +148,7 @@ class ReplayedScp:
 
     def __init__(self, store_into: Path | None) -> None:
         folder = str(store_into) if store_into else tempfile.gettempdir()
-        args = storescp.parse_args(["0", "-aet", SCP_TITLE, "-od", folder, *([] if store_into else ["--ignore"])])
+        args = storescp.parse_args([UNUSED_PORT, "-aet", SCP_TITLE, "-od", folder, *([] if store_into else ["--ignore"])])
         ae, handlers = storescp.build_scp(args)
         self._server = AssociationServer(ae, ("127.0.0.1", 0), SCP_TITLE, ae.supported_contexts, handlers)
 
