@@ -277,8 +277,19 @@ def _as_service(service: Service | str) -> Service:
     raise ValueError(f"Unknown service {service!r}: expected one of {known}")
 
 
+MAX_ERROR_COMMENT = 64  # characters of Error Comment (0000,0902), an LO
+
+
 def status_of(answer: object, missing: int) -> int:
     """The status a handler answered: an int, or a Dataset whose Status is used (`missing` if absent)."""
     if isinstance(answer, Dataset):
         return int(answer.get("Status", missing))
     return int(answer)  # type: ignore[call-overload]
+
+
+def comment_of(answer: object) -> str:
+    """The Error Comment a handler answered with its status Dataset ("" with an int), cut to the
+    64 characters the element holds."""
+    if not isinstance(answer, Dataset):
+        return ""
+    return str(answer.get("ErrorComment", ""))[:MAX_ERROR_COMMENT]

@@ -173,6 +173,7 @@ def test_findscu_an_identifier_the_model_refuses(archive, client):
     result = client(app(archive, "findscu", "-P", *keys("QueryRetrieveLevel=STUDY", "StudyDate=")))
     assert result.returncode == 1
     assert "Find failed: 0xA900" in result.output, result.output
+    assert "PatientID needs a value" in result.output, result.output  # the SCP's reason, as its Error Comment
     assert archive.peer.wait_for_output("PatientID needs a value"), archive.peer.output()
 
 
@@ -222,7 +223,7 @@ def test_getscu_gets_a_deflated_instance_as_its_data_set(archive, client, tmp_pa
 def test_getscu_refused_identifier(archive, client, tmp_path):
     result = client(app(archive, "getscu", "-S", "-od", str(tmp_path), *keys("QueryRetrieveLevel=SERIES", "SeriesInstanceUID=1.2.3")))
     assert result.returncode == 1
-    assert "0xA900" in result.output, result.output
+    assert "0xA900" in result.output and "StudyInstanceUID needs a value" in result.output, result.output
 
 
 # ---- movescu ------------------------------------------------------------------------------------

@@ -222,10 +222,12 @@ def test_msg_id_none_takes_the_association_s_next_id(assoc, message_ids):
     assert second == first + 1
 
 
-def test_no_handler_gives_a_failure(seen):
+def find_responses(on_find=None) -> list[tuple[Dataset, Dataset | None]]:
+    """Every response to one C-FIND sent to our SCP with `on_find` bound (None: no handler)."""
     ae = AE("FINDSCP")
     ae.add_supported_context(STUDY_ROOT_FIND)
-    server = ae.start_server(("127.0.0.1", 0), block=False)
+    handlers = [] if on_find is None else [(evt.EVT_C_FIND, on_find)]
+    server = ae.start_server(("127.0.0.1", 0), block=False, evt_handlers=handlers)
     try:
         scu = AE()
         scu.add_requested_context(STUDY_ROOT_FIND)
@@ -234,6 +236,11 @@ def test_no_handler_gives_a_failure(seen):
         association.release()
     finally:
         ae.shutdown()
+    return responses
+
+
+def test_no_handler_gives_a_failure():
+    responses = find_responses()
     assert len(responses) == 1 and responses[0][0].Status == 0xC311
 
 
@@ -242,18 +249,21 @@ def test_a_handler_that_raises_gives_a_failure_after_its_matches():
         yield PENDING, study(0)
         raise RuntimeError("index unavailable")
 
-    ae = AE("FINDSCP")
-    ae.add_supported_context(STUDY_ROOT_FIND)
-    server = ae.start_server(("127.0.0.1", 0), block=False, evt_handlers=[(evt.EVT_C_FIND, on_find)])
-    try:
-        scu = AE()
-        scu.add_requested_context(STUDY_ROOT_FIND)
-        association = scu.associate("127.0.0.1", server.server_address[1])
-        statuses = [status.Status for status, _ in association.send_c_find(query(), STUDY_ROOT_FIND)]
-        association.release()
-    finally:
-        ae.shutdown()
-    assert statuses == [PENDING, 0xC311]
+    assert [status.Status for status, _ in find_responses(on_find)] == [PENDING, 0xC311]
+
+
+def test_a_final_status_dataset_keeps_its_error_comment():
+    def on_find(event):
+        yield PENDING, study(0)
+        status = Dataset()
+        status.Status = 0xA900
+        status.ErrorComment = "Query/Retrieve Level 'FOO' is not one of the Study Root levels"
+        yield status, None
+
+    responses = find_responses(on_find)
+    assert [status.Status for status, _ in responses] == [PENDING, 0xA900]
+    assert responses[-1][0].ErrorComment == "Query/Retrieve Level 'FOO' is not one of the Study Root levels"
+    assert "ErrorComment" not in responses[0][0]
 
 
 @pytest.mark.skipif(shutil.which("findscu") is None, reason="DCMTK findscu is not installed")

@@ -20,6 +20,8 @@ from typing import Any
 
 import pydicom
 import pytest
+from pydicom import config
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
@@ -487,6 +489,23 @@ def test_a_final_status_in_place_of_the_count_ends_the_retrieve_at_once(our_serv
     server = retrieve_scp(our_server, [(evt.EVT_C_GET, refuse)])
     responses = get(server.server_address[1], Receiver())
     assert [status.Status for status, _ in responses] == [0xA900]
+
+
+ERROR_COMMENT_TAG = 0x00000902
+
+
+def test_a_final_status_dataset_in_place_of_the_count_keeps_its_error_comment(our_server):
+    def refuse(event):
+        status = Dataset()
+        status.Status = 0xA900
+        long_comment = "the level's unique key needs a value " + "x" * 80  # cut to the 64 an LO holds
+        status.add(DataElement(ERROR_COMMENT_TAG, "LO", long_comment, validation_mode=config.IGNORE))
+        yield status, None
+
+    server = retrieve_scp(our_server, [(evt.EVT_C_GET, refuse)])
+    [(final, _)] = get(server.server_address[1], Receiver())
+    assert final.Status == 0xA900
+    assert final.ErrorComment == ("the level's unique key needs a value " + "x" * 80)[:64]
 
 
 # ---- DCMTK against our SCP ------------------------------------------------------------

@@ -436,12 +436,19 @@ def retrieve_outcome(responses: Iterable[tuple[Dataset, Dataset | None]], servic
     if code is None:
         LOGGER.error(f"{service.value}: no final response from the peer")
         return False
-    outcome = f"{service.value}: {describe(code, service)} ({_sub_operation_counts(final)})"
+    outcome = f"{service.value}: {describe_final(final, service)} ({_sub_operation_counts(final)})"
     if code == SUCCESS:
         LOGGER.info(outcome)
         return True
     LOGGER.error(outcome)
     return False
+
+
+def describe_final(status: Dataset, service: Service) -> str:
+    """A final status in words, with the peer's Error Comment when it gave one."""
+    text = describe(status.Status, service)
+    comment = status.get("ErrorComment")
+    return f"{text} ({comment})" if comment else text
 
 
 def _sub_operation_counts(status: Dataset) -> str:

@@ -20,7 +20,7 @@ from router.net.ae import AE
 from router.net.apps.common import exit_process
 from router.net.apps.common import PATIENT_ROOT, PATIENT_STUDY_ONLY, STUDY_ROOT, WORKLIST
 from router.net.apps.common import add_model_options, add_query_options, associate_for, client_parser, query_identifier
-from router.net.apps.common import setup_logging
+from router.net.apps.common import describe_final, setup_logging
 from router.net.received import build_file_meta
 from router.net.status import SUCCESS, Service, StatusClass, classify, describe, service_of
 
@@ -62,13 +62,15 @@ def write_response(identifier: Dataset, number: int, ae: AE, model: str) -> None
         raise ResponseFileError(f"Cannot write the response file {path}: {exc.strerror or exc}") from exc
 
 
-def print_matches(responses, service: Service, write: Callable[[Dataset, int], None] | None) -> int | None:
+def print_matches(responses, service: Service, write: Callable[[Dataset, int], None] | None) -> Dataset | None:
     """Print each match (and `write(identifier, number)` it); return the final status, None if none came."""
     number = 0
     for status, identifier in responses:
         code = status.get("Status")
-        if code is None or classify(code) is not StatusClass.PENDING:
-            return code
+        if code is None:
+            return None
+        if classify(code) is not StatusClass.PENDING:
+            return status
         number += 1
         print(f"Find Response {number}: {describe(code, service)}")
         print(identifier if identifier is not None else "(no identifier)", end="\n\n", flush=True)
@@ -99,9 +101,9 @@ def main(argv: list[str] | None = None) -> int:
         final = None
     finally:
         assoc.release()
-    if final == SUCCESS:
+    if final is not None and final.Status == SUCCESS:
         return EXIT_OK
-    LOGGER.error("Find failed: " + (describe(final, service) if final is not None else "no final response from the peer"))
+    LOGGER.error("Find failed: " + (describe_final(final, service) if final is not None else "no final response from the peer"))
     return EXIT_FAILED
 
 

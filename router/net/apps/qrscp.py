@@ -19,6 +19,7 @@ import os
 import sqlite3
 from typing import Iterator
 
+from pydicom.dataset import Dataset
 
 from router.net import evt, sop_class
 from router.net.ae import AE
@@ -31,7 +32,7 @@ from router.net.apps.qr_model import find_query, find_response, retrieve_query
 from router.net.apps.storescp import FILE_SUFFIX
 from router.net.contexts import accept_all_storage
 from router.net.status import CANCEL, CANNOT_UNDERSTAND, DOES_NOT_MATCH_SOP_CLASS, OUT_OF_RESOURCES
-from router.net.status import PENDING, PENDING_WARNING, SUCCESS
+from router.net.status import MAX_ERROR_COMMENT, PENDING, PENDING_WARNING, SUCCESS
 from router.net.values import uid_as_file_name
 
 LOGGER = logging.getLogger("router.net")
@@ -103,8 +104,7 @@ class QueryRetrieveService:
             query = self._query(event, find_query, "C-FIND")
             matches = self.index.find(query)
         except IdentifierError as exc:
-            LOGGER.error(f"Invalid C-FIND identifier: {exc}")
-            yield DOES_NOT_MATCH_SOP_CLASS, None
+            yield _invalid_identifier("C-FIND", exc), None
             return
         status = PENDING_WARNING if query.unsupported else PENDING
         for entity in matches:
@@ -118,8 +118,8 @@ class QueryRetrieveService:
     def on_get(self, event: evt.Event) -> Iterator:
         """The number of instances to send, then each one's file."""
         instances = self._retrieve(event, "C-GET")
-        if instances is None:
-            yield DOES_NOT_MATCH_SOP_CLASS, None  # in place of the count: the retrieve ends at once
+        if isinstance(instances, Dataset):
+            yield instances, None  # in place of the count: the retrieve ends at once
             return
         yield from _sub_operations(event, instances)
 
@@ -132,24 +132,33 @@ class QueryRetrieveService:
             return
         yield destination.address, destination.port
         instances = self._retrieve(event, "C-MOVE")
-        if instances is None:
-            yield DOES_NOT_MATCH_SOP_CLASS, None
+        if isinstance(instances, Dataset):
+            yield instances, None
             return
         yield from _sub_operations(event, instances)
 
-    def _retrieve(self, event: evt.Event, service: str) -> list[StoredInstance] | None:
-        """The instances a C-GET/C-MOVE asks for; None (logged) if its identifier is invalid."""
+    def _retrieve(self, event: evt.Event, service: str) -> list[StoredInstance] | Dataset:
+        """The instances a C-GET/C-MOVE asks for; the failure status if its identifier is invalid."""
         try:
             return self.index.retrieve(self._query(event, retrieve_query, service))
         except IdentifierError as exc:
-            LOGGER.error(f"Invalid {service} identifier: {exc}")
-            return None
+            return _invalid_identifier(service, exc)
 
     def _query(self, event: evt.Event, parse, service: str) -> Query:
         identifier = event.identifier
         if self.config.log_identifier and LOGGER.isEnabledFor(logging.INFO):
             LOGGER.info(f"{service} request identifier:\n{identifier}")
         return parse(identifier, MODELS[event.request.affected_sop_class_uid])
+
+
+def _invalid_identifier(service: str, error: IdentifierError) -> Dataset:
+    """The failure status (0xA900) for a request whose identifier does not fit its model, with
+    the reason as its Error Comment for the requester (logged here too)."""
+    LOGGER.error(f"Invalid {service} identifier: {error}")
+    status = Dataset()
+    status.Status = DOES_NOT_MATCH_SOP_CLASS
+    status.ErrorComment = str(error)[:MAX_ERROR_COMMENT]
+    return status
 
 
 def _sub_operations(event: evt.Event, instances: list[StoredInstance]) -> Iterator:

@@ -19,7 +19,7 @@ from router.net import evt
 from router.net.datasets import decode_dataset, encode_dataset
 from router.net.dimse import AssembledMessage
 from router.net.dimse_messages import CCancelRQ, CFindRQ, CFindRSP, DimseMessage, Priority, status_dataset
-from router.net.status import CANCEL, SUCCESS, StatusClass, classify, is_final, status_of
+from router.net.status import CANCEL, SUCCESS, StatusClass, classify, comment_of, is_final, status_of
 
 if TYPE_CHECKING:
     from router.net.association import Association
@@ -113,21 +113,22 @@ def serve_c_find(assoc: "Association", request: AssembledMessage) -> None:
     syntax = context.transfer_syntax[0]
     LOGGER.info("Received Find Request (MsgID %d)", message.message_id)
 
-    def respond(status: int, identifier: Dataset | None = None) -> None:
+    def respond(status: int, identifier: Dataset | None = None, comment: str = "") -> None:
         if not assoc.is_established:
             return  # the peer aborted or released meanwhile: nobody to answer
         encoded = encode_dataset(identifier, syntax) if identifier is not None else None
-        response = CFindRSP(message.message_id, status, affected_sop_class_uid=message.affected_sop_class_uid)
+        response = CFindRSP(message.message_id, status, affected_sop_class_uid=message.affected_sop_class_uid, error_comment=comment)
         assoc.send_message(request.context_id, response, encoded)
 
     is_cancelled = cancel_check(assoc, message.message_id)
     final = _run_handler(assoc, message, context, syntax, request.dataset, is_cancelled, respond)
     assoc.cancelled_requests.discard(message.message_id)
-    respond(final)
+    respond(status_of(final, UNABLE_TO_PROCESS), comment=comment_of(final))
 
 
-def _run_handler(assoc, message, context, syntax, data, is_cancelled, respond) -> int:
-    """Send each pending match; return the final status."""
+def _run_handler(assoc, message, context, syntax, data, is_cancelled, respond) -> object:
+    """Send each pending match; return the final status (the handler's own Dataset, with its Error
+    Comment, when it answered with one)."""
     try:
         identifier = decode_dataset(data or b"", syntax)
         matches = assoc.handlers.intervene(
@@ -139,7 +140,7 @@ def _run_handler(assoc, message, context, syntax, data, is_cancelled, respond) -
                 return CANCEL
             code = status_of(status, UNABLE_TO_PROCESS)
             if classify(code) is not StatusClass.PENDING:
-                return code
+                return status
             respond(code, match)
     except Exception:
         LOGGER.exception("Exception in the handler bound to 'EVT_C_FIND'")

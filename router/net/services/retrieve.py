@@ -44,7 +44,7 @@ from router.net.services.query import cancel_check, exchange
 from router.net.services.sub_operations import Answers, Destination, Instance, store
 from router.net.status import CANCEL, MOVE_DESTINATION_UNKNOWN, OUT_OF_RESOURCES_SUB_OPERATIONS, PENDING
 from router.net.status import SUB_OPERATIONS_WITH_FAILURES, SUCCESS, Service, StatusClass, classify, describe
-from router.net.status import status_of
+from router.net.status import comment_of, status_of
 from router.net.values import validate_ae_title
 
 if TYPE_CHECKING:
@@ -162,11 +162,12 @@ class Progress:
 
 
 class _Final(Exception):
-    """Ends a retrieve before or instead of its sub-operations, with this final status."""
+    """Ends a retrieve before or instead of its sub-operations, with this final status (and the
+    Error Comment the handler gave it)."""
 
-    def __init__(self, status: int) -> None:
+    def __init__(self, status: int, comment: str = "") -> None:
         super().__init__(f"0x{status:04X}")
-        self.status = status
+        self.status, self.comment = status, comment
 
 
 class _NoHandler(Exception):
@@ -191,15 +192,16 @@ class Retrieval:
 
     def serve(self, steps: Callable[[], int]) -> None:
         """Run `steps` to the final status (or the one they end with) and send the final response."""
+        comment = ""
         try:
             status = steps()
         except _Final as final:
-            status = final.status
+            status, comment = final.status, final.comment
         finally:
             self.assoc.cancelled_requests.discard(self.message.message_id)
         if self.assoc.is_established:
             LOGGER.info("%s SCP final response: %s", self.retrieve.name, describe(status, self.retrieve.service))
-        self.respond(status)
+        self.respond(status, comment)
 
     def start(self, **attributes: Any) -> Iterator:
         """Call the handler bound to the event (or fail with unable-to-process); its answers."""
@@ -233,7 +235,7 @@ class Retrieval:
         if isinstance(answer, tuple) and len(answer) == 2 and answer[1] is None:
             status = status_of(answer[0], self.retrieve.unable_to_process)
             if classify(status) is not StatusClass.PENDING:
-                raise _Final(status)
+                raise _Final(status, comment_of(answer[0]))
         try:
             count = operator.index(answer)  # an int (numpy's too), not a float or a str
         except TypeError:
@@ -281,8 +283,9 @@ class Retrieval:
             LOGGER.warning("The handler bound to %s yielded %d instances fewer than it announced", self.retrieve.event.name, progress.remaining)
         return progress.outcome
 
-    def respond(self, status: int) -> None:
-        """Send a response: with the counts once sub-operations began; with the failed list if final and not Success."""
+    def respond(self, status: int, comment: str = "") -> None:
+        """Send a response: with the counts once sub-operations began; with the failed list if final
+        and not Success; with the handler's Error Comment if it gave one."""
         if not self.assoc.is_established:
             return
         progress, encoded = self.progress, None
@@ -292,7 +295,8 @@ class Retrieval:
             identifier.FailedSOPInstanceUIDList = progress.failed_uids
             encoded = encode_dataset(identifier, self.syntax)
         response = self.retrieve.response(
-            self.message.message_id, status, affected_sop_class_uid=self.message.affected_sop_class_uid, **counts
+            self.message.message_id, status, affected_sop_class_uid=self.message.affected_sop_class_uid,
+            error_comment=comment, **counts,
         )
         self.assoc.send_message(self.request.context_id, response, encoded)
 
