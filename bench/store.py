@@ -71,6 +71,7 @@ from bench.instances import CACHE, InstanceSet, instance_set
 from bench.procs import LOOPBACK, ClosedPort, Peers, ResourceWatch, Usage, free_port, timed_parallel
 from bench.profiled_scp import format_stats
 from bench.store_report import group_report, preamble, summary
+from router.net.received import PART_SUFFIX  # our receiver's file while a data set arrives or is saved
 from tests.interop.store_data import LARGE, SMALL, TYPICAL
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,7 +79,6 @@ PROFILED_SCP = "bench.profiled_scp"  # run with -m: as a script, bench/router.py
 RECEIVED = CACHE / "received"
 SCP_TITLE = "STORESCP"
 SCU_TITLE = "BENCHSCU"
-SPOOL_SUFFIX = ".part"  # our receiver's spool file while a data set arrives
 COMPLAINTS = ("W:", "E:", "F:")  # how our apps, DCMTK's and pynetdicom's start a warning, error or fatal line
 
 FULL = {SMALL: 2000, TYPICAL: 500, LARGE: 20}
@@ -203,7 +203,7 @@ class Cell:
 
 def count_received(folder: Path) -> int:
     """Complete files in `folder` (a spool file still being written is not one)."""
-    return sum(1 for entry in os.scandir(folder) if entry.is_file() and not entry.name.endswith(SPOOL_SUFFIX))
+    return sum(1 for entry in os.scandir(folder) if entry.is_file() and not entry.name.endswith(PART_SUFFIX))
 
 
 def first_complaints(log: str, count: int = 3) -> str:

@@ -21,6 +21,7 @@ import shutil
 import struct
 import tempfile
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from pydicom.dataset import FileMetaDataset
@@ -35,6 +36,7 @@ COPY_BUFFER = 1 << 20
 WRITE_BUFFER = 1 << 20  # a spool file is written in 1 MiB pieces, not one system call per fragment
 SPOOL_FILE_MODE = 0o666
 SAVED_FILE_MODE = 0o666  # as open(path, "wb"): the umask decides
+PART_SUFFIX = ".part"  # a file being written: complete once renamed without it
 META_GROUP = 0x0002
 
 
@@ -117,6 +119,20 @@ def _text(value: str) -> bytes:
     return encoded + b" " if len(encoded) % 2 else encoded
 
 
+def _write_into_place(path: str | os.PathLike, write: Callable[[str], None]) -> None:
+    """`write(temporary)` makes the file beside `path` under a name of its own (a spool file's
+    suffix, so folder scans pass it by), which then replaces `path` in one rename; on failure the
+    temporary file is removed and the error raised."""
+    temporary = f"{os.fspath(path)}.{uuid.uuid4().hex[:12]}{PART_SUFFIX}"
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
 @dataclass
 class ReceivedDataset:
     """A received data set: in memory (`parts`), or in the file at `path` after `data_offset` bytes."""
@@ -141,9 +157,12 @@ class ReceivedDataset:
 
     def save_as(self, path: str | os.PathLike) -> None:
         """Write the Part 10 file to `path`: a rename of the spool file the first time (a copy
-        across file systems), a copy of the file saved before on later calls."""
+        across file systems), a copy of the file saved before on later calls. Whatever is written
+        goes beside `path` first and is renamed into place once whole: a failure (a full disk)
+        leaves no part of it there, and a file already at `path` stays as it was."""
         if self.path is not None and not self.spooled:
-            shutil.copyfile(self.path, path)  # saved before: that file stays where it is
+            source = self.path  # saved before: that file stays where it is
+            _write_into_place(path, lambda temporary: shutil.copyfile(source, temporary))
             return
         if self.path is not None:
             try:
@@ -151,11 +170,16 @@ class ReceivedDataset:
             except OSError as exc:
                 if exc.errno != errno.EXDEV:
                     raise
-                shutil.copyfile(self.path, path)  # another file system: no rename, so copy and remove
-                os.unlink(self.path)
+                source = self.path  # another file system: no rename, so copy and remove
+                _write_into_place(path, lambda temporary: shutil.copyfile(source, temporary))
+                os.unlink(source)
             self.path, self.spooled = str(path), False
             return
-        handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), SAVED_FILE_MODE)
+        _write_into_place(path, self._write_parts)
+
+    def _write_parts(self, path: str) -> None:
+        """Write the file header and the parts held in memory to the new file `path`."""
+        handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), SAVED_FILE_MODE)
         try:
             write_gathered(functools.partial(os.writev, handle), [self.file_header, *(self.parts or ())])
         finally:
@@ -213,7 +237,7 @@ class SpoolingSink:
 
     def _spill(self) -> None:
         directory = self.directory or tempfile.gettempdir()
-        path = os.path.join(directory, f"received-{uuid.uuid4().hex}.dcm.part")
+        path = os.path.join(directory, f"received-{uuid.uuid4().hex}.dcm{PART_SUFFIX}")
         # os.open with 0o666 lets the umask decide the mode, as for any file the user writes.
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), SPOOL_FILE_MODE)
         self._path = path

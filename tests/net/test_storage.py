@@ -14,7 +14,10 @@ responses, outcomes come back in order, and without a window it is one at a time
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
+import resource
 import shutil
 import struct
 import tempfile
@@ -40,6 +43,7 @@ from router.net.acceptor import allow_outstanding
 from router.net.pdu_items import AsyncOperationsWindow
 from router.net.contexts import accept_all_storage
 from router.net.dimse_messages import CStoreRSP, Priority
+from router.net.received import ReceivedDataset
 from router.net.services.storage import c_store_response
 from router.net.sources import DatasetSource, source_for
 from router.net.sources import _read_meta as read_meta
@@ -864,6 +868,42 @@ def test_a_file_removed_before_it_is_sent_aborts_the_association(pair, instances
         assoc.send_c_store(source)
 
     assert not assoc.is_established and assoc.is_aborted
+
+
+# ---- a save that fails ----------------------------------------------------------------------------
+@contextlib.contextmanager
+def file_size_limit(size: int):
+    """Writes past `size` bytes fail in this process (EFBIG, as on a full disk) while inside."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+
+
+@pytest.mark.parametrize("held", ["in memory", "saved before"])
+def test_a_save_that_fails_leaves_no_part_and_the_file_already_there_whole(tmp_path, held):
+    """A resent instance whose save fails (a full disk) must not cut the copy saved before."""
+    target = tmp_path / "instance.dcm"
+    target.write_bytes(b"the copy acknowledged before")
+    data = b"x" * 20000
+    if held == "in memory":
+        received = ReceivedDataset(file_header=b"H" * 132, parts=[memoryview(data)], length=len(data))
+    else:
+        earlier = tmp_path / "earlier" / "instance.dcm"
+        earlier.parent.mkdir()
+        earlier.write_bytes(b"H" * 132 + data)
+        received = ReceivedDataset(file_header=b"H" * 132, path=str(earlier), data_offset=132, length=len(data))
+
+    with file_size_limit(4096), pytest.raises(OSError) as error:
+        received.save_as(target)
+
+    assert error.value.errno == errno.EFBIG
+    assert target.read_bytes() == b"the copy acknowledged before"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == ["instance.dcm"]
+    received.save_as(target)  # once there is room, the same save goes through
+    assert target.read_bytes() == b"H" * 132 + data
 
 
 @pytest.mark.parametrize("version, source", [("OURS_1", "STORESCU"), (None, None), ("ODD", "AE TITLE ")])

@@ -28,6 +28,7 @@ from pydicom.uid import UID
 
 from router.net.apps.qr_match import Values, as_values
 from router.net.apps.whole_file import NotWhole, check_whole
+from router.net.received import PART_SUFFIX  # a reception in progress, or a file being saved
 from router.net.apps.qr_model import STORED_KEYWORDS, UNIQUE_KEYS, Query, Record, find_matches
 
 LOGGER = logging.getLogger("router.net")
@@ -36,7 +37,6 @@ TABLE = "instances"
 PRIMARY_KEY = "SOPInstanceUID"
 REQUIRED_KEYWORDS = ("SOPClassUID", *UNIQUE_KEYS.values())
 """Without these an instance cannot be found, placed in the hierarchy or sent."""
-SPOOL_SUFFIX = ".part"  # a reception in progress (router.net.received spools there)
 MULTIPLE = "\\"
 SCHEMA_VERSION = 1  # PRAGMA user_version of the layout below
 _FILE_COLUMNS = ("path", "size", "mtime", "syntax")
@@ -239,5 +239,5 @@ def _files(folder: str):
     for directory, subdirectories, names in os.walk(folder):
         subdirectories.sort()
         for name in sorted(names):
-            if not name.endswith(SPOOL_SUFFIX):
+            if not name.endswith(PART_SUFFIX):
                 yield os.path.join(directory, name)
