@@ -16,7 +16,9 @@ wake-up pipe) and on a slow timer for the config file:
   whoever outlives `STOP_TIMEOUT` is killed, and the supervisor exits 0.
 Children die with the supervisor (PR_SET_PDEATHSIG), so a killed router never
 leaves orphans that hold the port. A lock file keeps two routers off one
-spool. `status.json` in the spool says which processes run and how often each
+spool, and the router does not start when its spool cannot be made or its port is taken (by
+anyone: its listeners share it, so a second router would quietly take half the associations).
+`status.json` in the spool says which processes run and how often each
 was restarted, for `router status`.
 """
 
@@ -57,6 +59,8 @@ class ExitCode(int, Enum):
     OK = 0
     BAD_CONFIG = 1
     SPOOL_IN_USE = 2
+    SPOOL_UNUSABLE = 3
+    LISTEN_UNAVAILABLE = 4
 
 
 class Role(str, Enum):
@@ -101,6 +105,19 @@ def _before_exec(supervisor_pid: int) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
+def listen_problem(host: str, port: int) -> str | None:
+    """Why the router cannot listen on `host`:`port` (another program has it, the address is not
+    ours), or None. The listeners share the port (SO_REUSEPORT) with any socket that asks to, so a
+    second router would quietly take half the associations: a plain bind tells first."""
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as a listener: TIME_WAIT is no user
+            probe.bind((host, port))
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
+
+
 class Supervisor:
     """Runs the router described by the config file at `path`."""
 
@@ -118,10 +135,18 @@ class Supervisor:
 
     # ---- running ----------------------------------------------------------
     def run(self) -> ExitCode:
-        self.spool.create()
+        try:
+            self.spool.create()
+        except OSError as exc:
+            LOGGER.error(f"cannot use {self.spool.root} as the spool: {exc.strerror or exc}")
+            return ExitCode.SPOOL_UNUSABLE
         if not self._lock_spool():
             LOGGER.error(f"another router already runs on the spool {self.spool.root}")
             return ExitCode.SPOOL_IN_USE
+        listen = self.config.router.listen
+        if (problem := listen_problem(listen.host, listen.port)) is not None:
+            LOGGER.error(f"cannot listen on {listen}: {problem}")
+            return ExitCode.LISTEN_UNAVAILABLE
         wake_read, wake_write = socket.socketpair()
         wake_read.setblocking(False)
         wake_write.setblocking(False)

@@ -4,7 +4,8 @@ Each test runs `router run` as a process (tests/router/routing.py) with its
 listeners and workers, DCMTK storescu as the modality, and a DCMTK storescp
 or a folder as the destination. Checked: `router check` reports every
 problem of a bad file and exits 1; `router status` shows the processes and
-the per-destination counts; a second router on the same spool exits 2; SIGHUP
+the per-destination counts; a second router on the same spool exits 2, on the same port 4, one
+whose spool cannot be made 3; SIGHUP
 with a broken file keeps everything running on the old config, and a good one
 reaches every child; SIGTERM mid-stream exits 0 in bounded time and every
 acknowledged instance is delivered exactly once; kill -9 of the supervisor
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import time
 from collections import Counter
 from contextlib import closing
@@ -22,7 +24,7 @@ from contextlib import closing
 import pytest
 import yaml
 
-from tests.conftest import pick_free_port, wait_until
+from tests.conftest import LOOPBACK, pick_free_port, wait_until
 from tests.interop.store_data import Instance
 from tests.router import routing, test_listener
 from tests.router.routing import STOP_TIMEOUT, Originals, Stream, arrivals, is_alive, router_cli, router_setup, send
@@ -38,6 +40,8 @@ ARRIVAL_TIMEOUT = 30.0
 STREAM_TIMEOUT = 60.0
 SIGTERM_BOUND = 20.0  # open associations finish (a batch of 10 small instances), then in-flight deliveries
 EXIT_IN_USE = 2
+EXIT_SPOOL_UNUSABLE = 3
+EXIT_LISTEN_UNAVAILABLE = 4
 
 
 @pytest.fixture(scope="module")
@@ -115,6 +119,59 @@ def test_status_shows_processes_and_counts_and_a_second_router_on_the_spool_exit
     assert router.terminate() == 0
     stopped = router_cli("status", "-c", config)
     assert stopped.output.startswith("router: not running") and " down " in stopped.output, stopped.output
+
+
+def test_a_second_router_on_the_same_port_exits_4_and_the_first_keeps_every_association(sent, root, routers, tmp_path):
+    """Its listeners share the port (SO_REUSEPORT): a second router would quietly take half the
+    associations into its own spool and rules. It is refused at start instead."""
+    setup = router_setup(root, pick_free_port())
+    archive = setup.folder("archive")
+    setup.forward_all("archive")
+    setup.write()
+    router = routers.start(setup)
+    other = router_setup(tmp_path / "other", router.port)
+    other.directory.mkdir()
+    other.folder("archive")
+    other.forward_all("archive")
+
+    second = router_cli("run", str(other.write()))
+
+    assert second.returncode == EXIT_LISTEN_UNAVAILABLE, second.output
+    assert f"cannot listen on {LOOPBACK}:{router.port}: Address already in use" in second.output
+    chosen = sent[:6]
+    assert sorted(send(router.port, chosen, tmp_path).acknowledged) == sorted(uids_of(chosen))
+    assert wait_until(lambda: sorted(received(archive)) == sorted(uids_of(chosen)), ARRIVAL_TIMEOUT), router.output()
+
+
+def test_a_port_another_program_holds_ends_the_router_at_once_with_4(root):
+    """Not a listener restarted forever behind a router that looks up (a service manager sees it)."""
+    with socket.socket() as holder:
+        holder.bind((LOOPBACK, 0))
+        holder.listen()
+        setup = router_setup(root, holder.getsockname()[1])
+        setup.folder("archive")
+        setup.forward_all("archive")
+        result = router_cli("run", str(setup.write()))
+    assert result.returncode == EXIT_LISTEN_UNAVAILABLE, result.output
+    assert "Address already in use" in result.output and "Traceback" not in result.output
+
+
+def test_a_spool_that_cannot_be_made_ends_the_router_with_3_and_says_where(root):
+    blocker = root / "a-file"
+    blocker.write_text("not a folder")
+    setup = router_setup(root, pick_free_port(), spool=str(blocker / "spool"))
+    setup.folder("archive")
+    setup.forward_all("archive")
+    setup.path.write_text(yaml.safe_dump({
+        "router": {"ae_title": "ROUTER", "workers": 1, "listeners": 1, **setup.router},
+        "destinations": setup.destinations, "rules": setup.rules,
+    }, sort_keys=False))
+
+    result = router_cli("run", str(setup.path))
+
+    assert result.returncode == EXIT_SPOOL_UNUSABLE, result.output
+    assert f"cannot use {blocker / 'spool'} as the spool: Not a directory" in result.output
+    assert "Traceback" not in result.output
 
 
 # ---- SIGHUP ---------------------------------------------------------------------------------------------

@@ -101,14 +101,14 @@ class BadValue(ValueError, argparse.ArgumentTypeError):
 
 def parse_port(text: str) -> int:
     """A TCP/IP port, 1 to 65535."""
-    port = _integer(text)
+    port = parse_integer(text)
     if not 1 <= port <= MAX_PORT:
         raise BadValue(f"invalid port {port}: a port is 1 to {MAX_PORT}")
     return port
 
 
 def parse_positive_int(text: str) -> int:
-    number = _integer(text)
+    number = parse_integer(text)
     if number < 1:
         raise BadValue(f"{number} is below 1")
     return number
@@ -116,7 +116,7 @@ def parse_positive_int(text: str) -> int:
 
 def parse_pdu_size(text: str) -> int:
     """A maximum PDU size the engine takes: 0 (no limit) or at least MIN_PDU_LENGTH bytes."""
-    size = _integer(text)
+    size = parse_integer(text)
     if size < 0 or 0 < size < MIN_PDU_LENGTH:
         raise BadValue(f"invalid maximum PDU size {size}: 0 (no limit) or at least {MIN_PDU_LENGTH}")
     return size
@@ -141,7 +141,8 @@ def parse_ae_title(text: str) -> str:
         raise BadValue(str(exc)) from None
 
 
-def _integer(text: str) -> int:
+def parse_integer(text: str) -> int:
+    """An integer option value."""
     try:
         return int(text)
     except ValueError:

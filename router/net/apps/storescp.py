@@ -18,13 +18,16 @@ from router.net import evt
 from router.net.acceptor import allow_outstanding
 from router.net.ae import AE
 from router.net.apps.common import exit_process
-from router.net.apps.common import add_timeout_options, configure_timeouts, server_parser, setup_logging
+from router.net.apps.common import add_timeout_options, configure_timeouts, make_output_directory, serve
+from router.net.apps.common import server_parser, setup_logging
 from router.net.contexts import accept_all_storage
 from router.net.presentation import VERIFICATION_SOP_CLASS
 from router.net.status import CANNOT_UNDERSTAND, OUT_OF_RESOURCES, SUCCESS
 from router.net.values import uid_as_file_name
 
 LOGGER = logging.getLogger("router.net")
+EXIT_OK = 0
+EXIT_FAILED = 1
 FILE_SUFFIX = ".dcm"
 
 
@@ -77,10 +80,11 @@ def store_handler(directory: str, ignore: bool):
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging(args)
-    os.makedirs(args.output_directory, exist_ok=True)
+    if not make_output_directory(args.output_directory):
+        return EXIT_FAILED
     ae, handlers = build_scp(args)
-    ae.start_server((args.bind_address, args.port), block=True, evt_handlers=handlers, forking=args.fork)
-    return 0
+    served = serve(ae, (args.bind_address, args.port), evt_handlers=handlers, forking=args.fork)
+    return EXIT_OK if served else EXIT_FAILED
 
 
 def build_scp(args: argparse.Namespace) -> tuple[AE, list]:

@@ -19,41 +19,46 @@ from typing import Callable, TextIO
 
 from router.net.ae import AE
 from router.net.apps.common import exit_process
-from router.net.apps.common import add_output_options, add_syntax_options, add_timeout_options
-from router.net.apps.common import configure_timeouts, setup_logging
+from router.net.apps.common import BadValue, add_syntax_options, client_parser, configure_timeouts, parse_integer
+from router.net.apps.common import describe_final, setup_logging
 from router.net.contexts import StoragePresentationContexts
-from router.net.dimse_messages import CStoreRSP
+from router.net.dimse_messages import CStoreRSP, status_dataset
 from router.net.pdu_items import AsyncOperationsWindow
 from router.net.acse import MAX_CONTEXTS
 from router.net.sources import DatasetSource, source_for
-from router.net.status import StatusClass, classify
+from router.net.status import Service, StatusClass, classify
 
 LOGGER = logging.getLogger("router.net")
 EXIT_OK = 0
 EXIT_FAILED = 1
 MEGABYTE = 1 << 20
 REDRAW_INTERVAL = 0.5  # seconds between redraws of the progress line while a file is on its way
+MAX_WINDOW = 0xFFFF  # an Asynchronous Operations Window's invoked count is 16 bits, 0 meaning unlimited
+STORED = (StatusClass.SUCCESS, StatusClass.WARNING)
+NO_RESPONSE = "no response: the association ended"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="storescu", description="Send DICOM files to a Storage SCP")
-    parser.add_argument("addr", help="TCP/IP address of the peer")
-    parser.add_argument("port", type=int, help="TCP/IP port of the peer")
+    parser = client_parser("storescu", "Send DICOM files to a Storage SCP", "STORESCU")
     parser.add_argument("path", nargs="+", help="DICOM files, or folders with -r")
-    add_output_options(parser)
     parser.add_argument("-r", "--recurse", action="store_true", help="send the files in folders, recursively")
-    parser.add_argument("-aet", "--calling-aet", default="STORESCU", help="our AE title")
-    parser.add_argument("-aec", "--called-aet", default="ANY-SCP", help="the peer's AE title")
     parser.add_argument("-cx", "--required-contexts", action="store_true", help="propose only the contexts the files need")
     parser.add_argument(
-        "--async-ops", type=int, default=1, metavar="N",
-        help="propose an asynchronous operations window: up to N C-STOREs sent ahead of their responses, "
-        "if the peer allows it (default 1: one at a time, nothing proposed; some old peers drop "
-        "associations that propose one)",
+        "--async-ops", type=parse_window, default=1, metavar="N",
+        help="propose an asynchronous operations window: up to N C-STOREs sent ahead of their responses "
+        f"(0 = unlimited, at most {MAX_WINDOW}), if the peer allows it (default 1: one at a time, nothing "
+        "proposed; some old peers drop associations that propose one)",
     )
-    add_timeout_options(parser)
     add_syntax_options(parser, "propose")
     return parser.parse_args(argv)
+
+
+def parse_window(text: str) -> int:
+    """--async-ops: 0 (unlimited) to MAX_WINDOW operations outstanding."""
+    window = parse_integer(text)
+    if not 0 <= window <= MAX_WINDOW:
+        raise BadValue(f"invalid window {window}: 0 (unlimited) to {MAX_WINDOW}")
+    return window
 
 
 def find_files(paths: list[str], recurse: bool) -> tuple[list[str], int]:
@@ -147,6 +152,18 @@ class Progress:
             self.stream.flush()
 
 
+def was_stored(path: str, outcome: CStoreRSP | ValueError | OSError | None) -> bool:
+    """True if the peer stored the file at `path` (Success or Warning); if not, log why."""
+    if isinstance(outcome, CStoreRSP):
+        if classify(outcome.status) in STORED:
+            return True
+        reason = f"the peer answered {describe_final(status_dataset(outcome), Service.STORAGE)}"
+    else:  # not sent (no context for it, unreadable), or no answer
+        reason = NO_RESPONSE if outcome is None else str(outcome)
+    LOGGER.error(f"{path}: {reason}")
+    return False
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging(args)
@@ -169,10 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     progress = Progress(len(sources), sum(source.length for _, source in sources), lambda: link.bytes_sent, sys.stderr)
     try:
         for source, outcome in assoc.send_c_stores(source for _, source in sources):
-            if isinstance(outcome, (ValueError, OSError)):
-                LOGGER.error(f"{source.path}: {outcome}")
-            if isinstance(outcome, CStoreRSP) and classify(outcome.status) in (StatusClass.SUCCESS, StatusClass.WARNING):
-                stored += 1
+            stored += was_stored(source.path, outcome)
             progress.advance()
     finally:
         progress.finish()  # the line ends before any error that follows it

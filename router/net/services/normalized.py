@@ -37,9 +37,8 @@ from router.net.dimse_messages import NActionRQ, NActionRSP, NCreateRQ, NCreateR
 from router.net.dimse_messages import NEventReportRQ, NEventReportRSP, NGetRQ, NGetRSP, NSetRQ, NSetRSP
 from router.net.dimse_messages import DimseMessage, status_dataset
 from router.net.presentation import PresentationContext
-from router.net.services.storage import MAX_COMMENT_LENGTH
 from router.net.status import NO_SUCH_SOP_CLASS, PROCESSING_FAILURE, StatusClass, classify, describe
-from router.net.status import service_of, status_of
+from router.net.status import MAX_ERROR_COMMENT, service_of, status_of
 
 if TYPE_CHECKING:
     from router.net.association import Association
@@ -81,7 +80,7 @@ def _tags(value: Any) -> tuple[int, ...]:
 
 # Error fields a handler's status Dataset may carry, by keyword, and how each is sent.
 _ERROR_FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
-    "ErrorComment": ("error_comment", lambda value: str(value)[:MAX_COMMENT_LENGTH]),
+    "ErrorComment": ("error_comment", lambda value: str(value)[:MAX_ERROR_COMMENT]),
     "ErrorID": ("error_id", int),
     "OffendingElement": ("offending_element", _tags),
     "AttributeIdentifierList": ("attribute_identifier_list", _tags),

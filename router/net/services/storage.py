@@ -23,7 +23,7 @@ from router.net import evt
 from router.net.dimse import AssembledMessage
 from router.net.dimse_messages import CStoreRQ, CStoreRSP, Priority, status_dataset
 from router.net.sources import DatasetSource, source_for
-from router.net.status import OUT_OF_RESOURCES, describe, status_of
+from router.net.status import MAX_ERROR_COMMENT, OUT_OF_RESOURCES, describe, status_of
 
 if TYPE_CHECKING:
     from router.net.association import Association
@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 LOGGER = logging.getLogger("router.net")
 NO_HANDLER = 0xC211  # Failure (cannot understand): nobody is there to store the instance
 HANDLER_FAILED = 0xC210  # Failure (cannot understand): the handler raised
-MAX_COMMENT_LENGTH = 64  # an Error Comment is LO
 UNLIMITED_WINDOW = 64  # requests kept outstanding when the acceptor allows any number
 T = TypeVar("T")
 
@@ -176,12 +175,14 @@ def serve_c_store(assoc: "Association", request: AssembledMessage) -> None:
 
 
 def _respond(assoc: "Association", request: AssembledMessage, status: int, comment: str = "") -> None:
+    if not assoc.is_established:
+        return  # the handler aborted it, or the peer left: nobody to answer
     message = request.message
     response = CStoreRSP(
         message.message_id,
         status,
         affected_sop_class_uid=message.affected_sop_class_uid,
         affected_sop_instance_uid=message.affected_sop_instance_uid,
-        error_comment=comment[:MAX_COMMENT_LENGTH],
+        error_comment=comment[:MAX_ERROR_COMMENT],
     )
     assoc.send_message(request.context_id, response)
