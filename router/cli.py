@@ -149,7 +149,7 @@ def queue_retry(config_file: str, ids: tuple[int, ...], every: bool) -> None:
     """Queue failed jobs again, their attempts counted afresh."""
     with _queue(Spool(_load(config_file).router.spool)) as jobs:
         count = jobs.retry(_chosen(ids, every), time.time())
-    click.echo(f"{count} job(s) queued again")
+    _report(count, ids, "queued again", "failed job")
 
 
 @queue.command("purge")
@@ -160,7 +160,15 @@ def queue_purge(config_file: str, ids: tuple[int, ...], every: bool) -> None:
     """Delete jobs for good (their spool files go when no job needs them)."""
     with _queue(Spool(_load(config_file).router.spool)) as jobs:
         count = jobs.purge(_chosen(ids, every))
-    click.echo(f"{count} job(s) purged")
+    _report(count, ids, "purged", "job")
+
+
+def _report(count: int, ids: tuple[int, ...], done: str, kind: str) -> None:
+    """Say how many jobs were `done`; exit 1 if some of the `ids` given named no such `kind`."""
+    click.echo(f"{count} job(s) {done}")
+    missed = len(set(ids)) - count
+    if ids and missed > 0:
+        raise click.ClickException(f"{missed} of the IDs given name no {kind} (see `router queue list`)")
 
 
 def _chosen(ids: tuple[int, ...], every: bool) -> list[int] | None:

@@ -174,6 +174,18 @@ def test_a_spool_that_cannot_be_made_ends_the_router_with_3_and_says_where(root)
     assert "Traceback" not in result.output
 
 
+@pytest.mark.parametrize("command, kind", [("retry", "failed job"), ("purge", "job")])
+def test_queue_commands_on_ids_that_name_no_job_exit_1_and_say_so(root, command, kind):
+    setup = router_setup(root, pick_free_port())
+    setup.folder("archive")
+    setup.forward_all("archive")
+    config = str(setup.write())
+    Queue(setup.spool).close()  # the queue as a router that ran leaves it, without jobs
+    result = router_cli("queue", command, "99998", "99999", "-c", config)
+    assert result.returncode == 1, result.output
+    assert f"2 of the IDs given name no {kind}" in result.output and "Traceback" not in result.output
+
+
 # ---- SIGHUP ---------------------------------------------------------------------------------------------
 def test_sighup_with_a_broken_config_keeps_running_and_a_good_one_reaches_every_child(sent, root, routers, tmp_path):
     setup = router_setup(root, pick_free_port(), listeners=1, workers=1)
