@@ -57,7 +57,8 @@ def dry_run(rules: RuleSet, path: Path, association: Association) -> DryRun:
     try:
         header = read_header(path)
     except Exception as error:  # noqa: BLE001 - pydicom raises many types for a file that is not DICOM
-        return DryRun(path, error=f"cannot read it as DICOM: {error}")
+        reason = str(error).split(" Use force=True")[0]  # pydicom's hint is for its own callers
+        return DryRun(path, error=f"cannot read it as DICOM: {reason}")
     facts = facts_of(header, association)
     decision, outcomes = rules.trace(facts)
     return DryRun(path, facts, decision, outcomes, tuple(_morph_errors(header, decision.forwards)))

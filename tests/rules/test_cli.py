@@ -88,7 +88,7 @@ def test_router_test_json_walks_directories_and_takes_the_association_from_optio
                                              "match": [["PatientID", "P7"]], "studies": 3, "once_key": "1.2.9"}]
     assert sc["decision"]["dropped"] is True and sc["destinations"] == []
     assert [rule["outcome"] for rule in sc["rules"]] == ["failed", "matched", "not reached", "not reached"]
-    assert notes["error"].startswith("cannot read it as DICOM")
+    assert notes["error"].startswith("cannot read it as DICOM") and "force=True" not in notes["error"]
 
 
 def test_router_test_shows_a_morph_that_would_fail_at_delivery(tmp_path):
