@@ -157,9 +157,10 @@ class ReceivedDataset:
 
     def save_as(self, path: str | os.PathLike) -> None:
         """Write the Part 10 file to `path`: a rename of the spool file the first time (a copy
-        across file systems), a copy of the file saved before on later calls. Whatever is written
-        goes beside `path` first and is renamed into place once whole: a failure (a full disk)
-        leaves no part of it there, and a file already at `path` stays as it was."""
+        across file systems), a copy of the file saved before on later calls. A failure (a full
+        disk) leaves no part of the new file, and a file already at `path` stays as it was until
+        the new one is whole: that one is written beside it and renamed over it. A new file (the
+        common case: a router's spool names are new) is written under its own name, no rename."""
         if self.path is not None and not self.spooled:
             source = self.path  # saved before: that file stays where it is
             _write_into_place(path, lambda temporary: shutil.copyfile(source, temporary))
@@ -175,15 +176,24 @@ class ReceivedDataset:
                 os.unlink(source)
             self.path, self.spooled = str(path), False
             return
-        _write_into_place(path, self._write_parts)
+        try:
+            self._write_parts(path)
+        except FileExistsError:
+            _write_into_place(path, self._write_parts)
 
-    def _write_parts(self, path: str) -> None:
-        """Write the file header and the parts held in memory to the new file `path`."""
+    def _write_parts(self, path: str | os.PathLike) -> None:
+        """Write the file header and the parts held in memory to the new file `path` (FileExistsError
+        if there is one); removed again if the write fails."""
         handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), SAVED_FILE_MODE)
         try:
-            write_gathered(functools.partial(os.writev, handle), [self.file_header, *(self.parts or ())])
-        finally:
-            os.close(handle)
+            try:
+                write_gathered(functools.partial(os.writev, handle), [self.file_header, *(self.parts or ())])
+            finally:
+                os.close(handle)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            raise
 
     def discard(self) -> None:
         """Remove our spool file, if the data set is still in one (it is then gone)."""
