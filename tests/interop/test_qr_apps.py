@@ -54,7 +54,8 @@ class Archive:
         return self.peer.port
 
 
-def write_config(path: Path, folder: Path, destinations: dict[str, int]) -> Path:
+def write_config(path: Path, folder: Path, destinations: dict[str, int], settings: dict[str, object] | None = None) -> Path:
+    """qrscp's ini over `folder`, knowing `destinations` (title -> port on loopback); `settings` add to [DEFAULT]."""
     lines = [
         "[DEFAULT]",
         "ae_title: QRSCP",
@@ -64,6 +65,7 @@ def write_config(path: Path, folder: Path, destinations: dict[str, int]) -> Path
         "acse_timeout: 10",
         "dimse_timeout: 20",
         "network_timeout: 20",
+        *(f"{key}: {value}" for key, value in (settings or {}).items()),
     ]
     for title, port in destinations.items():
         lines += [f"[{title}]", f"address: {LOOPBACK}", f"port: {port}"]

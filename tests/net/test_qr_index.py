@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,14 +27,16 @@ from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian, Exp
 from pydicom.uid import ImplicitVRLittleEndian, JPEGBaseline8Bit
 
 from router.net import sop_class
+from router.net.apps import movescu, qrscp
 from router.net.apps.common import QueryKeyError, build_identifier
 from router.net.apps.qr_config import ConfigError, Destination, load_config
-from router.net.apps.qr_index import InstanceIndex, NotIndexable, read_instance
+from router.net.apps.qr_index import InstanceIndex, NotIndexable, check_sendable, read_instance
 from router.net.apps.qr_match import UNIVERSAL, AnyOf, EmptyValue, Range, SingleValue, Wildcard, as_values
 from router.net.apps.qr_match import compile_condition
 from router.net.apps.qr_model import PATIENT_ROOT, PATIENT_STUDY_ONLY, STUDY_ROOT, IdentifierError, Level
 from router.net.apps.qr_model import find_matches, find_query, find_response, retrieve_query
 from router.net.datasets import encode_dataset
+from tests.conftest import LOOPBACK
 
 UID_ROOT = "1.2.826.0.1.3680043.8.498.4242"
 
@@ -430,6 +433,39 @@ def test_entries_that_are_not_regular_files_are_skipped_and_the_scan_goes_on(lib
     index.close()
 
 
+def make_deep_folder(top: Path, limit: int) -> list[Path]:
+    """Folders nested under `top` until their path is `limit` characters or more, made one at a
+    time through directory descriptors (by path the last could not be made); each one's path."""
+    component = "d" * 200
+    folders = [top / component]
+    while len(str(folders[-1])) < limit:
+        folders.append(folders[-1] / component)
+    parent = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for _ in folders:
+            os.mkdir(component, dir_fd=parent)
+            child = os.open(component, os.O_RDONLY | os.O_DIRECTORY, dir_fd=parent)
+            os.close(parent)
+            parent = child
+    finally:
+        os.close(parent)
+    return folders
+
+
+def test_a_folder_that_cannot_be_listed_is_skipped_with_why(library, tmp_path, caplog):
+    """A folder whose path is too long for the system cannot be listed, even by root (who lists a
+    folder of mode 000): the scan says which and why, as it does of files, and goes on."""
+    limit = os.pathconf(library, "PC_PATH_MAX")
+    deep = make_deep_folder(library / "P1", limit)
+    index = InstanceIndex(str(tmp_path / "index.sqlite"), str(library))
+    try:
+        assert scan_skips(index, caplog) == [f"Skipping {deep[-1]}: File name too long"]
+        assert len(index) == len(LIBRARY)
+    finally:
+        index.close()
+        shutil.rmtree(deep[0])  # by descriptors, as it was made
+
+
 def test_a_rescan_reads_only_changed_files_and_drops_vanished_ones(index, library):
     first = library / "P3" / "CT1-1"
     write_instance(Spec("P3", "Smith^Anne", 4, "20220301", 1, "CT", 1), first)  # renamed patient
@@ -438,6 +474,29 @@ def test_a_rescan_reads_only_changed_files_and_drops_vanished_ones(index, librar
     assert (summary.indexed, summary.unchanged, summary.removed) == (1, len(LIBRARY) - 2, 1)
     names = [entity["PatientName"] for entity in index.find(find_query(identifier("PATIENT", PatientID="P3", PatientName=""), PATIENT_ROOT))]
     assert names == [("Smith^Anne",)]
+
+
+def test_a_file_is_checked_again_before_it_is_sent(index, library):
+    """What the index holds is read again only if its file changed since it was indexed: cut short,
+    replaced by another instance or gone, it cannot be sent; rewritten as it was, it can."""
+    p1 = index.retrieve(retrieve_query(identifier("PATIENT", PatientID="P1"), PATIENT_ROOT))
+    indexed = {instance.sop_instance_uid: instance for instance in p1}
+    cut, replaced, gone, rewritten, untouched = (indexed[spec.sop_uid] for spec in LIBRARY[:5])
+    data = Path(cut.path).read_bytes()
+    Path(cut.path).write_bytes(data[:-50])
+    write_instance(LIBRARY[7], Path(replaced.path))
+    os.unlink(gone.path)
+    Path(rewritten.path).write_bytes(Path(rewritten.path).read_bytes())
+    reasons = []
+    for instance in (cut, replaced, gone):
+        with pytest.raises(NotIndexable) as error:
+            check_sendable(instance)
+        reasons.append(str(error.value))
+    assert reasons == [
+        PIXELS_CUT, f"changed since it was indexed: it now holds {LIBRARY[7].sop_uid}", "No such file or directory",
+    ]
+    check_sendable(rewritten)
+    check_sendable(untouched)
 
 
 def test_the_index_survives_a_restart(library, tmp_path):
@@ -548,6 +607,30 @@ def test_the_configuration_reads_pynetdicoms_layout(tmp_path):
     assert config.database_location == str(path.parent / "instances.sqlite")
     assert config.destinations == {"STORESCP": Destination("127.0.0.1", 11113)}
     assert config.maximum_associations == 10  # ours, with its default
+    assert config.destination_timeout == 10  # ours, with its default
+
+
+PYNETDICOM_MOVESCU_DIMSE_TIMEOUT = 30.0  # pynetdicom's movescu waits this long for each response by default
+
+
+def test_a_move_destination_is_given_up_well_before_a_requester_with_default_timeouts_gives_up():
+    """A destination that never answers costs qrscp at most two waits (to connect, then for the
+    association answer): the final C-MOVE response still comes in a requester's default time."""
+    ours = movescu.parse_args([LOOPBACK, "104"]).dimse_timeout
+    requester = min(ours, PYNETDICOM_MOVESCU_DIMSE_TIMEOUT)
+    worst = 2 * load_config(None).destination_timeout
+    assert worst <= requester - 10  # with seconds to spare for the rest of the sub-operation and the response
+
+
+def test_the_destination_timeout_is_read_from_the_file_and_the_command_line(tmp_path):
+    path = tmp_path / "qrscp.ini"
+    path.write_text(PYNETDICOM_LAYOUT.replace("network_timeout: 30", "network_timeout: 30\n    destination_timeout: 2.5"))
+    assert load_config(str(path)).destination_timeout == 2.5
+    assert load_config(str(path), {"destination_timeout": 0.5}).destination_timeout == 0.5
+    assert qrscp.parse_args(["--destination-timeout", "4"]).destination_timeout == 4.0
+    path.write_text("[DEFAULT]\ndestination_timeout: soon\n")
+    with pytest.raises(ConfigError, match=r"\[DEFAULT\] destination_timeout: 'soon' is not a number"):
+        load_config(str(path))
 
 
 def test_command_line_overrides(tmp_path, monkeypatch):

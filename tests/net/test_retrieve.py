@@ -28,6 +28,7 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate
 
 from router.net import AE, ALL_TRANSFER_SYNTAXES, accept_all_storage, build_role, evt, sop_class
 from router.net.datasets import decode_dataset
+from router.net.services.sub_operations import Unsendable
 from tests.conftest import LOOPBACK, pick_free_port, run_client
 from tests.interop import store_data
 from tests.interop.store_data import CT_IMAGE_STORAGE, MR_IMAGE_STORAGE
@@ -277,6 +278,19 @@ def test_get_of_an_unusable_instance_counts_it_failed(our_server, files, tmp_pat
     assert status.Status == SUB_OPERATIONS_WITH_FAILURES
     assert counts(status) == (None, 1, 3, 0)
     assert failed_uids(identifier) == [no_class.SOPInstanceUID]
+
+
+def test_get_of_an_unsendable_instance_lists_it_failed_with_its_reason(our_server, files, caplog):
+    unsendable = Unsendable(generate_uid(), "cut short since it was indexed")
+    server = retrieve_scp(our_server, [(evt.EVT_C_GET, Retriever([files[0].path, unsendable]))])
+    receiver = Receiver()
+    status, identifier = get(server.server_address[1], receiver)[-1]
+
+    assert status.Status == SUB_OPERATIONS_WITH_FAILURES
+    assert counts(status) == (None, 1, 1, 0)
+    assert failed_uids(identifier) == [unsendable.sop_instance_uid]
+    assert [stored.sop_instance_uid for stored in receiver.stored] == [files[0].sop_instance_uid]
+    assert f"cannot send {unsendable.sop_instance_uid}: cut short since it was indexed" in caplog.text
 
 
 def raises_before_count(event):

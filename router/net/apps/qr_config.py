@@ -3,13 +3,22 @@
 A `[DEFAULT]` section holds qrscp's own settings (`ae_title`, `port`,
 `bind_address`, `max_pdu`, `acse_timeout`, `dimse_timeout`,
 `network_timeout`, `instance_location`, `database_location`,
-`log_identifier`, and our `maximum_associations`); every other section is a
-move destination named by its AE title, with its `address` and `port`.
-Missing settings take pynetdicom's defaults; relative locations are taken
-from the file's folder (from the current folder when given on the command
-line). Values are read by the apps' option parsers (`common.parse_*`), so a
-setting and its option take the same values. Errors name the file, the
-section and the key.
+`log_identifier`, and our `maximum_associations` and `destination_timeout`);
+every other section is a move destination named by its AE title, with its
+`address` and `port`. Missing settings take pynetdicom's defaults (ours, their
+own); relative locations are taken from the file's folder (from the current
+folder when given on the command line). Values are read by the apps' option
+parsers (`common.parse_*`), so a setting and its option take the same values.
+Errors name the file, the section and the key.
+
+`destination_timeout` bounds each wait on a move destination: to connect, for
+its association answer, for each C-STORE response and for its release. Its
+default (10 s) is well below the 30 s a requester waits by default for each
+C-MOVE response (pynetdicom's movescu and ours; DCMTK's waits without limit),
+so a destination that accepts the connection and then says nothing fails the
+sub-operations, and the requester hears so, before it gives up.
+`acse_timeout` and `dimse_timeout` keep their meaning for the associations
+qrscp accepts.
 """
 
 from __future__ import annotations
@@ -29,7 +38,7 @@ APP_SECTION = "DEFAULT"
 IN_MEMORY = ":memory:"  # an SQLite database that lives as long as the process
 LOCATIONS = ("instance_location", "database_location")
 _NO_DEFAULT_SECTION = "\0"  # DEFAULT is read as a plain section: destinations must not inherit its port
-DEFAULTS = {  # pynetdicom's default.ini, plus our association limit
+DEFAULTS = {  # pynetdicom's default.ini, plus our association limit and move destination timeout
     "ae_title": "QRSCP",
     "port": "11112",
     "bind_address": "",
@@ -41,10 +50,11 @@ DEFAULTS = {  # pynetdicom's default.ini, plus our association limit
     "instance_location": "instances",
     "database_location": "instances.sqlite",
     "log_identifier": "True",
+    "destination_timeout": "10",
 }
 OVERRIDABLE = (  # settings a command-line option of the same name replaces
     "ae_title", "port", "bind_address", "max_pdu", "acse_timeout", "dimse_timeout", "network_timeout",
-    "database_location", "instance_location",
+    "database_location", "instance_location", "destination_timeout",
 )
 
 
@@ -72,6 +82,7 @@ class QRConfig:
     dimse_timeout: float
     network_timeout: float
     maximum_associations: int
+    destination_timeout: float
     instance_location: str
     database_location: str
     log_identifier: bool
@@ -106,6 +117,7 @@ def load_config(path: str | None, overrides: dict[str, object] | None = None) ->
         dimse_timeout=read.value("dimse_timeout", parse_seconds),
         network_timeout=read.value("network_timeout", parse_seconds),
         maximum_associations=read.value("maximum_associations", parse_positive_int),
+        destination_timeout=read.value("destination_timeout", parse_seconds),
         instance_location=os.path.join(base, settings["instance_location"]),
         database_location=_database(base, settings["database_location"]),
         log_identifier=read.flag("log_identifier"),

@@ -7,7 +7,10 @@ database of another layout (`SCHEMA_VERSION`) is rebuilt from the files. `scan` 
 folder: new or changed files are read (up to the pixel data), then checked to
 be whole by the headers of what follows (the pixel data is never loaded); what
 is not a regular file, not DICOM or cut short is logged as an error and
-skipped, rows of vanished or now skipped files are dropped.
+skipped, and so is a folder that cannot be listed; rows of vanished or now
+skipped files are dropped. Before a file is sent, `check_sendable` sees that it
+still holds the instance indexed, whole: a file cut short since has another
+size, and is read and checked again like a new one.
 Associations run on their own threads, so one connection serves them all
 behind a lock; a search copies its rows out before matching them.
 """
@@ -21,6 +24,7 @@ import stat
 import threading
 import zlib
 from dataclasses import dataclass, field
+from typing import Callable
 
 from pydicom import dcmread
 from pydicom.errors import InvalidDicomError
@@ -52,11 +56,18 @@ class NotIndexable(Exception):
 
 @dataclass(frozen=True)
 class StoredInstance:
-    """An indexed instance: where its file is, its transfer syntax and its key attributes."""
+    """An indexed instance: where its file is, its transfer syntax and its key attributes; the
+    file's size and modification time (ns) when it was indexed, if it was."""
 
     path: str
     transfer_syntax: str
     record: Record
+    size: int | None = None
+    mtime: int | None = None
+
+    @property
+    def sop_instance_uid(self) -> str:
+        return self.record[PRIMARY_KEY][0]
 
 
 @dataclass
@@ -67,6 +78,15 @@ class ScanSummary:
     unchanged: int = 0
     skipped: list[str] = field(default_factory=list)
     removed: int = 0
+
+    def skip(self, path: str, reason: str) -> None:
+        """Pass over the file or folder at `path`, saying why as an error (shown without -v, as storescu does)."""
+        LOGGER.error(f"Skipping {path}: {reason}")
+        self.skipped.append(path)
+
+    def skip_folder(self, error: OSError) -> None:
+        """Pass over a folder the scan cannot list (os.walk's `onerror`)."""
+        self.skip(error.filename, error.strerror or str(error))
 
 
 def read_instance(path: str) -> StoredInstance:
@@ -163,7 +183,7 @@ class InstanceIndex:
             kept = set()
             self._db.execute("BEGIN")
             try:
-                for path in _files(self.folder):
+                for path in _files(self.folder, summary.skip_folder):
                     if not path.startswith(self._database) and self._scan_file(path, known.get(path), summary):
                         kept.add(path)
                 gone = [(path,) for path in known if path not in kept]  # vanished, or refused now
@@ -182,8 +202,7 @@ class InstanceIndex:
                 return True
             self._put(read_instance(path), status)
         except NotIndexable as exc:
-            LOGGER.error(f"Skipping {path}: {exc}")  # as storescu does: shown without -v
-            summary.skipped.append(path)
+            summary.skip(path, str(exc))
             return False
         summary.indexed += 1
         return True
@@ -199,10 +218,10 @@ class InstanceIndex:
                 clauses.append(f'"{keyword}" IN ({", ".join("?" * len(exact))})')
                 parameters.extend(exact)
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        names = ", ".join(f'"{name}"' for name in ("path", "syntax", *STORED_KEYWORDS))
+        names = ", ".join(f'"{name}"' for name in ("path", "syntax", "size", "mtime", *STORED_KEYWORDS))
         with self._lock:
             rows = self._db.execute(f"SELECT {names} FROM {TABLE}{where} ORDER BY rowid", parameters).fetchall()
-        return [StoredInstance(row[0], row[1], _record(row[2:])) for row in rows]
+        return [StoredInstance(path, syntax, _record(keys), size, mtime) for path, syntax, size, mtime, *keys in rows]
 
     def find(self, query: Query) -> list[Record]:
         """The entities a C-FIND `query` matches."""
@@ -234,9 +253,22 @@ def _regular_file_status(path: str) -> os.stat_result:
     return status
 
 
-def _files(folder: str):
-    """Every file under `folder`, in a stable order, except the spool files of receptions."""
-    for directory, subdirectories, names in os.walk(folder):
+def check_sendable(instance: StoredInstance) -> None:
+    """NotIndexable unless the file of the indexed `instance` still holds it whole: unchanged since
+    it was indexed (the same size and modification time), or read again (`read_instance`) and
+    found whole and the same instance. A file cut short has another size: it is always read again."""
+    status = _regular_file_status(instance.path)
+    if (status.st_size, status.st_mtime_ns) == (instance.size, instance.mtime):
+        return
+    now = read_instance(instance.path)
+    if now.sop_instance_uid != instance.sop_instance_uid:
+        raise NotIndexable(f"changed since it was indexed: it now holds {now.sop_instance_uid}")
+
+
+def _files(folder: str, unlistable: Callable[[OSError], None]):
+    """Every file under `folder`, in a stable order, except the spool files of receptions;
+    `unlistable` is told of each folder that cannot be listed, which os.walk passes over."""
+    for directory, subdirectories, names in os.walk(folder, onerror=unlistable):
         subdirectories.sort()
         for name in sorted(names):
             if not name.endswith(PART_SUFFIX):

@@ -8,7 +8,16 @@ At start the files under `instance_location` are indexed (`qr_index`).
 C-STOREd instances are written there bit for bit as `<SOP Instance UID>.dcm`
 and indexed. C-FIND, C-GET and C-MOVE serve the Patient Root, Study Root and
 Patient/Study Only models at every level they define; retrievals stream the
-stored files as they are.
+stored files as they are, each checked again first (`qr_index.check_sendable`):
+a file cut short, changed or gone since it was indexed is not sent, its
+sub-operation fails with the reason logged, and its SOP Instance UID is in the
+final response's Failed SOP Instance UID List.
+
+The association to a move destination waits at most `destination_timeout`
+(10 s unless configured) for each of its answers, and to connect (unless -to
+says otherwise), so a destination that never answers fails the retrieve (0xA702,
+every sub-operation failed) before the requester's own timeout (30 s by
+default for each response) ends its wait.
 """
 
 from __future__ import annotations
@@ -24,13 +33,15 @@ from pydicom.dataset import Dataset
 from router.net import evt, sop_class
 from router.net.ae import AE
 from router.net.apps.common import exit_process
-from router.net.apps.common import add_output_options, add_timeout_options, parse_ae_title, parse_port, serve, setup_logging
+from router.net.apps.common import add_output_options, add_timeout_options, parse_ae_title, parse_port, parse_seconds
+from router.net.apps.common import serve, setup_logging
 from router.net.apps.qr_config import OVERRIDABLE, ConfigError, QRConfig, load_config
-from router.net.apps.qr_index import InstanceIndex, NotIndexable, StoredInstance
+from router.net.apps.qr_index import InstanceIndex, NotIndexable, StoredInstance, check_sendable
 from router.net.apps.qr_model import MODELS, IdentifierError, Query
 from router.net.apps.qr_model import find_query, find_response, retrieve_query
 from router.net.apps.storescp import FILE_SUFFIX
 from router.net.contexts import accept_all_storage
+from router.net.services.sub_operations import Unsendable
 from router.net.status import CANCEL, CANNOT_UNDERSTAND, DOES_NOT_MATCH_SOP_CLASS, OUT_OF_RESOURCES
 from router.net.status import MAX_ERROR_COMMENT, PENDING, PENDING_WARNING, SUCCESS
 from router.net.values import uid_as_file_name
@@ -51,6 +62,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("-ba", "--bind-address", help="override the configured address to listen on")
     parser.add_argument("--database-location", metavar="[f]ile", help="override the configured index database")
     parser.add_argument("--instance-location", metavar="[d]irectory", help="override the configured instance folder")
+    parser.add_argument(
+        "--destination-timeout", type=parse_seconds, metavar="[s]econds",
+        help="override the configured destination_timeout: how long to wait for each answer of a move destination, "
+        "and to connect to it unless -to is given (default 10: below the 30 s a C-MOVE requester waits by default, "
+        "so it hears of the failure)",
+    )
     parser.add_argument(
         "--clean", action="store_true",
         help="delete every instance the index holds, and its entries, then exit (asks to type 'yes' first)",
@@ -130,12 +147,18 @@ class QueryRetrieveService:
         if destination is None:
             yield None, None  # the engine answers 0xA801 (move destination unknown)
             return
-        yield destination.address, destination.port
+        bound_waits = [(evt.EVT_CONN_OPEN, self._bound_destination_waits)]
+        yield destination.address, destination.port, {"evt_handlers": bound_waits}
         instances = self._retrieve(event, "C-MOVE")
         if isinstance(instances, Dataset):
             yield instances, None
             return
         yield from _sub_operations(event, instances)
+
+    def _bound_destination_waits(self, event: evt.Event) -> None:
+        """On an association to a move destination, once connected: wait at most the destination
+        timeout for its association answer, each C-STORE response and its release."""
+        event.assoc.acse_timeout = event.assoc.dimse_timeout = self.config.destination_timeout
 
     def _retrieve(self, event: evt.Event, service: str) -> list[StoredInstance] | Dataset:
         """The instances a C-GET/C-MOVE asks for; the failure status if its identifier is invalid."""
@@ -169,7 +192,16 @@ def _sub_operations(event: evt.Event, instances: list[StoredInstance]) -> Iterat
         if event.is_cancelled:
             yield CANCEL, None
             return
-        yield PENDING, instance.path
+        yield PENDING, _sendable(instance)
+
+
+def _sendable(instance: StoredInstance) -> str | Unsendable:
+    """The file of `instance` if it still holds the instance indexed, whole; else why not."""
+    try:
+        check_sendable(instance)
+    except NotIndexable as exc:
+        return Unsendable(instance.sop_instance_uid, f"{instance.path}: {exc}")
+    return instance.path
 
 
 # ---- the app ---------------------------------------------------------------------------------------
@@ -180,6 +212,7 @@ def build_ae(config: QRConfig) -> AE:
     ae.acse_timeout = config.acse_timeout
     ae.dimse_timeout = config.dimse_timeout
     ae.network_timeout = config.network_timeout
+    ae.connection_timeout = config.destination_timeout  # only C-MOVE connects: to its destination
     ae.maximum_associations = config.maximum_associations
     ae.spool_directory = config.instance_location  # large receptions become their file by a rename
     ae.add_supported_context(sop_class.Verification)
@@ -239,7 +272,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.clean:
         return clean(index, config)
     ae = build_ae(config)
-    ae.connection_timeout = args.connection_timeout  # for the associations C-MOVE opens
+    if args.connection_timeout is not None:  # -to: to connect to a move destination
+        ae.connection_timeout = args.connection_timeout
     service = QueryRetrieveService(config, index)
     try:
         served = serve(ae, (config.bind_address, config.port), evt_handlers=service.handlers())

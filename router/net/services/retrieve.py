@@ -9,7 +9,8 @@ scp_role=True)`). A final Warning, Failure or Cancel carries the Failed SOP Inst
 
 SCP: EVT_C_GET's handler is a generator that yields the number of sub-operations, then
 `(status, instance)`: 0xFF00 with a Dataset or a Part 10 file's path (streamed, never read whole)
-per C-STORE sub-operation, or a final status with None, which ends the retrieve. EVT_C_MOVE's
+per C-STORE sub-operation (or an `Unsendable`: that sub-operation fails, its reason logged), or
+a final status with None, which ends the retrieve. EVT_C_MOVE's
 handler first yields the destination's `(address, port)`, or `(address, port, associate
 kwargs)`, or `(None, None)` for an unknown one (0xA801, Move destination unknown). C-GET sends
 each instance on the same association; C-MOVE on an association of its own to the destination,

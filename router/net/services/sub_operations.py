@@ -1,7 +1,8 @@
 """The C-STORE sub-operations of a C-GET or C-MOVE: what a handler yields, and sending it.
 
 `instance_of` turns a handler's Dataset or file path into an `Instance` (a
-path is opened as a streamed source, never read whole); `Answers` reads the
+path is opened as a streamed source, never read whole), and an `Unsendable`
+(an instance the handler knows it cannot send, and why) into a failed one; `Answers` reads the
 handler's `(status, instance)` answers with a bounded read-ahead window;
 `store` sends one instance with C-STORE on an association; `Destination` is
 a C-MOVE's own association(s) to its move destination, proposing the
@@ -38,6 +39,15 @@ READ_AHEAD = 512  # instances a C-MOVE reads ahead to choose the destination's c
 Want = tuple[str, tuple[str, ...]]  # (SOP class, transfer syntaxes): a context to propose
 
 
+@dataclass(frozen=True)
+class Unsendable:
+    """What a C-GET/C-MOVE handler yields for an instance it cannot send: its sub-operation fails
+    with `reason` logged, and its UID is in the final Failed SOP Instance UID List."""
+
+    sop_instance_uid: str
+    reason: str
+
+
 @dataclass
 class Instance:
     """One instance a handler yielded, ready for its C-STORE sub-operation."""
@@ -58,7 +68,10 @@ class Instance:
 
 
 def instance_of(payload: Any) -> Instance:
-    """The instance a handler's Dataset or path stands for; `error` says why it cannot be sent."""
+    """The instance a handler's Dataset, path or Unsendable stands for; `error` says why it cannot be sent."""
+    if isinstance(payload, Unsendable):
+        uid = payload.sop_instance_uid
+        return Instance(None, sop_instance_uid=uid, error=f"cannot send {uid}: {payload.reason}")
     try:
         if isinstance(payload, Dataset):
             own = str(getattr(getattr(payload, "file_meta", None), "TransferSyntaxUID", None) or ImplicitVRLittleEndian)
