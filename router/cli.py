@@ -18,7 +18,7 @@ import click
 from router.config import Config, ConfigError, load_config
 from router.logs import setup_logging
 from router.spool import Spool
-from workers.queue import Queue
+from workers.queue import Queue, QueueUnwritable
 from router.net.__main__ import APPS
 from router.net.__main__ import main as run_app
 
@@ -182,8 +182,11 @@ def _queue(spool: Spool) -> Iterator[Queue]:
     """The spool's delivery queue; a clear error if the router never ran on this spool."""
     if not spool.queue_path.exists():
         raise click.ClickException(f"no delivery queue at {spool.queue_path}: the router has not run on this spool yet")
-    jobs = Queue(spool)
     try:
-        yield jobs
-    finally:
-        jobs.close()
+        jobs = Queue(spool)
+        try:
+            yield jobs
+        finally:
+            jobs.close()
+    except QueueUnwritable as error:  # a full disk, say: the queue cannot even be opened for reading
+        raise click.ClickException(str(error)) from None

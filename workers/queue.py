@@ -45,6 +45,14 @@ The operator commands (`router status`, `router queue list|retry|purge`) use:
     Queue(spool).purge(ids)               jobs deleted (ids, any state but in flight; None: every dead job),
                                           with the spool files no job needs any more
 
+A queue that cannot be written (a full disk, an I/O error) raises
+`QueueUnwritable`, with the file and SQLite's reason, and nothing of the
+failed transaction is kept: a failed `record` leaves the spool files for a
+later scan, a failed `settle` removes no file. The connections of a worker
+process share a `QueueOutage`: it logs the first failure in one line, says
+how long to wait before trying again (a back-off that grows with each round
+of failures), and logs the end once a write changes the file again.
+
 A running worker learns about retried jobs within its
 `Timing.refresh_interval`: it watches the file's data version and wakes its
 runners when another connection changed it.
@@ -52,23 +60,40 @@ runners when another connection changed it.
 
 from __future__ import annotations
 
+import logging
 import os
+import random
 import sqlite3
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from dataclasses import dataclass
 from enum import Enum
+from pathlib import Path
 
 from router.bus import InstanceAccepted
+from router.config import RetryPolicy
+from router.logs import FIELDS
 from router.spool import Spool
 from rules.decision import Decision, Morph
 from workers.jobs import JobKind, Lane, PrefetchOrder, PrefetchProgress, morphs_of, morphs_text, order_of, order_text
 from workers.jobs import progress_of, progress_text
+from workers.retry import backoff
 from workers.schema import create_or_upgrade
 
+LOGGER = logging.getLogger("workers")
 BUSY_TIMEOUT = 30.0  # seconds a connection waits for another one's write transaction
+OUTAGE_BACKOFF = RetryPolicy(backoff=1.0, max_backoff=30.0)  # between tries at a queue that cannot be written
+
+# SQLite's primary result codes that say the file cannot be written now (its storage, not the statement)
+SQLITE_READONLY, SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN = 8, 10, 13, 14
+UNWRITABLE_CODES = frozenset({SQLITE_READONLY, SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN})
+UNWRITABLE_MESSAGES = frozenset({  # their messages, for a Python without `sqlite_errorcode` (before 3.11)
+    "attempt to write a readonly database", "disk I/O error", "database or disk is full", "unable to open database file",
+})
+PRIMARY_CODE = 0xFF  # an extended result code's low byte is its primary code
 
 JOB_COLUMNS = """j.id, j.instance, j.destination, j.state, j.attempts, j.next_attempt, j.last_error,
     i.sop_instance_uid, i.sop_class_uid, i.transfer_syntax, i.calling_ae, i.accepted_at, j.kind, j.spec, j.progress"""
@@ -150,32 +175,116 @@ class Recording:
     study_uid: str = ""
 
 
+class QueueUnwritable(Exception):
+    """The queue file cannot be written now (a full disk, an I/O error); nothing of the transaction was kept."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"cannot write the queue {path} ({reason})")
+        self.path = path
+        self.reason = reason
+
+
+class QueueOutage:
+    """The queue writes of one process failing for want of storage: one log line each way, and the back-off.
+
+    Each failure (`failed`) that comes after the wait the last one set starts
+    a new round and a longer wait (`OUTAGE_BACKOFF`); the first round logs the
+    file and the reason. A committed write that changed the file (`wrote`) ends
+    the outage. Thread-safe: a worker's connections share one.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._rounds = 0
+        self._retry_at = 0.0  # monotonic
+        self._since = 0.0
+
+    def failed(self, error: QueueUnwritable) -> None:
+        """A write failed: a new round (logged if it is the first) unless the last round's wait still runs."""
+        now = time.monotonic()
+        with self._lock:
+            if now < self._retry_at:
+                return
+            self._rounds += 1
+            self._retry_at = now + backoff(OUTAGE_BACKOFF, self._rounds, random.random())
+            if self._rounds == 1:
+                self._since = now
+                LOGGER.error(f"{error}: accepted instances wait in the spool; trying again with a back-off")
+
+    def wrote(self, path: Path) -> None:
+        """A write that changed the file `path` was committed: the outage, if any, is over (logged)."""
+        with self._lock:
+            if not self._rounds:
+                return
+            lasted, self._rounds, self._retry_at = time.monotonic() - self._since, 0, 0.0
+        LOGGER.info(f"the queue {path} can be written again", extra={FIELDS: {"after": round(lasted, 1)}})
+
+    def pause(self) -> float:
+        """Seconds until the next try at the queue (0: now)."""
+        with self._lock:
+            return max(0.0, self._retry_at - time.monotonic())
+
+    def waiting(self) -> bool:
+        """True while the wait after a failed write runs."""
+        return self.pause() > 0
+
+
 class Queue:
     """One connection to the spool's queue; see the module docstring."""
 
-    def __init__(self, spool: Spool, busy_timeout: float = BUSY_TIMEOUT, write_lock: threading.Lock | None = None) -> None:
+    def __init__(
+        self,
+        spool: Spool,
+        busy_timeout: float = BUSY_TIMEOUT,
+        write_lock: threading.Lock | None = None,
+        outage: QueueOutage | None = None,
+    ) -> None:
         self.spool = spool
         self._write_lock: AbstractContextManager = write_lock or nullcontext()
-        self._db = sqlite3.connect(spool.queue_path, timeout=busy_timeout, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")  # a crash loses nothing; a power cut, at most the last commits
-        with self._write() as db:
-            create_or_upgrade(db)
-        self._data_version = self._version()
+        self._outage = outage
+        with self._storage():
+            self._db = sqlite3.connect(spool.queue_path, timeout=busy_timeout, isolation_level=None)
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")  # a crash loses nothing; a power cut, at most the last commits
+                with self._write() as db:
+                    create_or_upgrade(db)
+                self._data_version = self._version()
+            except BaseException:
+                self._db.close()
+                raise
 
     def close(self) -> None:
         self._db.close()
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._write_lock:
+        """A write transaction; on any error it is rolled back (SQLite may have done it already)."""
+        with self._write_lock, self._storage():
+            changes = self._db.total_changes
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
+                self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
                 raise
-            self._db.execute("COMMIT")
+        if self._outage is not None and self._db.total_changes > changes:
+            self._outage.wrote(self.spool.queue_path)
+
+    @contextmanager
+    def _storage(self) -> Iterator[None]:
+        """SQLite's errors that say the file cannot be written become `QueueUnwritable` (told to the outage)."""
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            if not _unwritable(exc):
+                raise
+            error = QueueUnwritable(self.spool.queue_path, str(exc))
+            if self._outage is not None:
+                self._outage.failed(error)
+            raise error from exc
 
     # ---- recording ------------------------------------------------------------------------------
     def record(self, recordings: Iterable[Recording], owner: int, now: float) -> list[InstanceAccepted]:
@@ -219,7 +328,8 @@ class Queue:
                         room[lane] -= 1
                         claimed.append(_new_job(row[0], message, lane, spec, now))
                 recorded.append(recording)
-        self._finish([recording.message.name for recording in recorded if not recording.decision.forwards])
+        with suppress(QueueUnwritable):  # recorded all the same: `finish_done` forgets these rows later
+            self._finish([recording.message.name for recording in recorded if not recording.decision.forwards])
         return [recording.message for recording in recorded], claimed
 
     def known_names(self) -> set[str]:
@@ -454,6 +564,14 @@ def _orders(db: sqlite3.Connection, recording: Recording, now: float) -> list[tu
         if first:
             orders.append((Lane(prefetch.source, JobKind.PREFETCH), order_text(PrefetchOrder(prefetch, recording.study_uid))))
     return orders
+
+
+def _unwritable(error: sqlite3.OperationalError) -> bool:
+    """True when SQLite says the file cannot be written now, rather than that a statement is wrong."""
+    code = getattr(error, "sqlite_errorcode", None)
+    if code is None:
+        return str(error) in UNWRITABLE_MESSAGES
+    return code & PRIMARY_CODE in UNWRITABLE_CODES
 
 
 def _selection(ids: Iterable[int] | None) -> tuple[str, list[int]]:

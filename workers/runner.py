@@ -25,6 +25,12 @@ a back-off that grows with the failures in a row, so a dead destination costs
 one probe per back-off instead of an attempt of every job, and never blocks
 another destination's runner. A stopping runner lets each thread finish the
 job it runs, records the endings, and puts the jobs in hand back in the queue.
+
+When the queue cannot be written (a full disk: `QueueUnwritable`), a thread
+keeps its endings (their spool files stay) and the jobs it claimed, and tries
+again when the worker's `QueueOutage` says (logged there, once): opening its
+connection, recording the endings, claiming. Jobs already in hand are still
+run meanwhile, up to a batch of endings.
 """
 
 from __future__ import annotations
@@ -47,7 +53,7 @@ from workers.delivery import DicomSender, RecentNeeds
 from workers.folder import FolderSender
 from workers.jobs import JobKind, Lane
 from workers.prefetch import Prefetcher
-from workers.queue import Ending, Job, Queue
+from workers.queue import Ending, Job, Queue, QueueOutage, QueueUnwritable
 from workers.retry import backoff, next_retry
 
 LOGGER = logging.getLogger("workers")
@@ -68,16 +74,18 @@ class Sender(Protocol):
 
 @dataclass(frozen=True)
 class WorkerIdentity:
-    """What a runner needs to know of its worker: the spool, its index, the router settings, its queue writers' lock."""
+    """What a runner needs to know of its worker: the spool, its index, the router settings, its queue writers' lock
+    and the outage its queue connections share."""
 
     spool: Spool
     index: int
     router: RouterSettings
     write_lock: threading.Lock = field(default_factory=threading.Lock, compare=False)
+    outage: QueueOutage = field(default_factory=QueueOutage, compare=False)
 
     def queue(self) -> Queue:
-        """A new connection to the queue that takes turns with the worker's other ones."""
-        return Queue(self.spool, write_lock=self.write_lock)
+        """A new connection to the queue that takes turns with the worker's other ones (QueueUnwritable if it cannot)."""
+        return Queue(self.spool, write_lock=self.write_lock, outage=self.outage)
 
 
 class DestinationRunner:
@@ -177,7 +185,9 @@ class DestinationRunner:
         return DicomSender(self.destination, self._ae, self._recent, self.worker.router.max_pdu)
 
     def _run(self) -> None:
-        queue = self.worker.queue()
+        queue = self._connect()
+        if queue is None:
+            return  # stopped first: the jobs offered meanwhile stay in flight until the next start
         sender = self._sender()
         try:
             while (job := self._next(queue, sender)) is not None:
@@ -186,6 +196,17 @@ class DestinationRunner:
             self._let_go(queue)
             sender.close()
             queue.close()
+
+    def _connect(self) -> Queue | None:
+        """This thread's queue connection, tried again after each wait the outage sets; None once the runner stops."""
+        while True:
+            try:
+                return self.worker.queue()
+            except QueueUnwritable:
+                pass  # the outage logged it
+            with self._condition:
+                if self._condition.wait_for(lambda: self._stopping, self.worker.outage.pause()):
+                    return None
 
     def _next(self, queue: Queue, sender: Sender) -> Job | None:
         """The next job in hand, claimed from the queue if need be, or waited for; None once the runner stops.
@@ -210,15 +231,21 @@ class DestinationRunner:
                 if busy or (claim and self._claim(queue, now)):
                     continue
                 timeout = self._wait_time(queue, sender, now)
-            except Exception:  # noqa: BLE001 - a delivery thread logs what went wrong and goes on
-                LOGGER.exception(f"the queue of '{self.lane.label}' failed unexpectedly")
+            except Exception as exc:  # noqa: BLE001 - a delivery thread logs what went wrong and goes on
+                timeout = self._pause_after(exc)
                 with self._condition:
                     self._may_claim = self._may_claim or claim
-                timeout = ERROR_PAUSE
             with self._condition:
                 if self._version == seen and not self._stopping and not self._condition.wait(timeout):
                     self._may_claim = True  # a retry or the end of a hold-back is due
             sender.release_if_idle(time.monotonic())
+
+    def _pause_after(self, error: Exception) -> float:
+        """Seconds to wait after the queue failed: the outage's wait if it cannot be written, else ERROR_PAUSE (logged)."""
+        if isinstance(error, QueueUnwritable):
+            return self.worker.outage.pause()  # the outage logged it
+        LOGGER.error(f"the queue of '{self.lane.label}' failed unexpectedly", exc_info=error)
+        return ERROR_PAUSE
 
     def _claim(self, queue: Queue, now: float) -> bool:
         """Claim due jobs into the hand; True if there were any."""
@@ -293,8 +320,11 @@ class DestinationRunner:
             self._hand.clear()
         try:
             self._settle(queue)
-        except Exception:  # noqa: BLE001 - the jobs stay in flight: the next start of the worker queues them again
-            LOGGER.exception(f"the last endings of '{self.lane.label}' could not be recorded; they are redone at the next start")
+        except Exception as exc:  # noqa: BLE001 - the jobs stay in flight: the next start of the worker queues them again
+            LOGGER.error(
+                f"the last endings of '{self.lane.label}' could not be recorded ({exc}); they are redone at the next start",
+                exc_info=not isinstance(exc, QueueUnwritable),  # a full disk is no bug
+            )
 
     def _parcel(self, job: Job) -> Parcel:
         path = self.worker.spool.path_of(job.instance)

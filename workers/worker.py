@@ -34,14 +34,26 @@ config kept) and swaps the rule set; jobs already recorded keep their
 decision (their morphs and prefetch orders are in their rows). SIGTERM or
 SIGINT: stop taking messages, let deliveries in flight finish for up to
 `drain_timeout`, leave the rest queued, return 0.
+
+A queue that cannot be written (a full disk) stops nothing: the worker's
+`QueueOutage` logs it once and sets the wait before the next try. At start,
+the queue is opened (and the predecessor's jobs reclaimed) again after each
+wait, until it works or a stop signal comes. Running, the messages that
+arrive during a wait are kept in memory (up to `KEPT_LIMIT`; their files stay
+in the spool) and the scan waits too: the first recording after the wait
+takes the kept messages first, so they keep their facts (the peer's address,
+the called AE title); one kept past the limit is found by a scan, with the
+facts its file holds.
 """
 
 from __future__ import annotations
 
 import logging
+import select
 import signal
 import socket
 import time
+from collections import deque
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
@@ -57,11 +69,12 @@ from router.spool import Spool
 from rules.decision import Decision
 from rules.evaluate import InstanceFacts, RuleSet, read_header
 from workers.jobs import JobKind, Lane
-from workers.queue import Job, Queue, Recording
+from workers.queue import Job, Queue, QueueUnwritable, Recording
 from workers.runner import DestinationRunner, WorkerIdentity
 
 LOGGER = logging.getLogger("workers")
 BATCH = 256  # messages recorded in one transaction at most
+KEPT_LIMIT = 100_000  # announcements kept while the queue cannot be written (the oldest go first)
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 WATCHED_SIGNALS = (*STOP_SIGNALS, signal.SIGHUP)
 
@@ -98,6 +111,7 @@ class Worker:
         self.endpoint = worker_endpoints(self.spool.bus, settings.bus, settings.workers)[index]
         self.runners: dict[Lane, DestinationRunner] = {}
         self.retired: list[DestinationRunner] = []  # replaced by a reload, finishing their last jobs
+        self.kept: deque[InstanceAccepted] = deque(maxlen=KEPT_LIMIT)  # not recorded yet: the queue could not be written
 
     # ---- the life of the process ---------------------------------------------------------------------
     def run(self) -> int:
@@ -107,16 +121,19 @@ class Worker:
         old_wakeup = signal.set_wakeup_fd(wake_write.fileno())
         context = zmq.Context()
         pull = receiver(context, self.endpoint)
-        queue = self.identity.queue()
+        queue = None
         try:
-            self._start(queue)
-            self._loop(queue, pull, wake_read)
-            self._take_batch(queue, pull)  # what had already arrived when the stop came
+            queue = self._open(wake_read)
+            if queue is not None:
+                self._start(queue, pull)
+                self._loop(queue, pull, wake_read)
+                _guarded(self._take_batch, queue, pull)  # what had already arrived when the stop came
         finally:
             pull.close(0)
             context.term()
             self._drain()
-            queue.close()
+            if queue is not None:
+                queue.close()
             signal.set_wakeup_fd(old_wakeup)
             for number, handler in previous.items():
                 signal.signal(number, handler)
@@ -125,12 +142,32 @@ class Worker:
         LOGGER.info("stopped")
         return 0
 
-    def _start(self, queue: Queue) -> None:
-        reclaimed = queue.reclaim(self.index)
-        adopted = queue.adopt(self.index, self.config.router.workers) if self.index == 0 else 0
+    def _open(self, wake: socket.socket) -> Queue | None:
+        """The queue with this worker's jobs reclaimed, tried after each wait the outage sets; None on a stop signal."""
+        while True:
+            try:
+                return self._reclaimed(self.identity.queue())
+            except QueueUnwritable:
+                pass  # the outage logged it
+            readable, _, _ = select.select([wake], [], [], self.identity.outage.pause())
+            if readable and self._handle_signals(wake, None):
+                return None
+
+    def _reclaimed(self, queue: Queue) -> Queue:
+        """`queue`, once the jobs a killed predecessor left in flight are queued again (closed if that fails)."""
+        try:
+            reclaimed = queue.reclaim(self.index)
+            adopted = queue.adopt(self.index, self.config.router.workers) if self.index == 0 else 0
+        except BaseException:
+            queue.close()
+            raise
         LOGGER.info("started", extra={FIELDS: {"endpoint": self.endpoint, "reclaimed": reclaimed, "adopted": adopted}})
+        return queue
+
+    def _start(self, queue: Queue, pull: zmq.Socket) -> None:
         self._apply_destinations(queue)
-        self._scan(queue)
+        _guarded(self._take_messages, queue, pull)  # what was announced is recorded with its own facts
+        _guarded(self._scan, queue)
 
     def _loop(self, queue: Queue, pull: zmq.Socket, wake: socket.socket) -> None:
         poller = zmq.Poller()
@@ -159,7 +196,7 @@ class Worker:
         if queue.data_changed():
             self._wake(queue.queued_lanes(self.index))
 
-    def _handle_signals(self, wake: socket.socket, queue: Queue) -> bool:
+    def _handle_signals(self, wake: socket.socket, queue: Queue | None) -> bool:
         """Act on the signals that arrived; True when one of them asks to stop."""
         numbers = set(wake.recv(64))
         stop = next((number for number in STOP_SIGNALS if number in numbers), None)
@@ -209,15 +246,27 @@ class Worker:
             return None
         return message
 
-    def _record(self, queue: Queue, messages: list[InstanceAccepted]) -> None:
+    def _record(self, queue: Queue, messages: list[InstanceAccepted]) -> int:
+        """Record the kept messages and `messages` with their jobs; return how many were new.
+
+        While the queue's outage waits, or if the queue cannot be written, they are kept for the next time.
+        """
+        messages = [*self.kept, *messages]
+        self.kept.clear()
+        if self.identity.outage.waiting():
+            self.kept.extend(messages)
+            return 0
         ruleset = self.ruleset  # one rule set for the whole batch, even if a reload comes meanwhile
         recordings = [self._decide(ruleset, message) for message in messages]
         room = {lane: runner.room() for lane, runner in self.runners.items()}
         try:
             recorded, claimed = queue.record_claiming(recordings, self.index, time.time(), room)
+        except QueueUnwritable:
+            self.kept.extend(messages)  # logged by the outage; the files stay in the spool
+            return 0
         except Exception:  # noqa: BLE001 - the files stay in the spool: the next scan records them
             LOGGER.exception(f"could not record {len(messages)} instance(s); the spool scan will")
-            return
+            return 0
         new = set(recorded)
         for recording in recordings:
             if recording.message in new and not recording.decision.forwards:
@@ -229,6 +278,7 @@ class Worker:
             self.runners[lane].offer(jobs)
         lanes = {lane for recording in recordings for lane in _lanes(recording.decision)}
         self._wake({lane for lane in lanes if len(handed.get(lane, ())) >= room.get(lane, 0)})  # some wait in the queue
+        return len(recorded)
 
     def _decide(self, ruleset: RuleSet, message: InstanceAccepted) -> Recording:
         """What the rules decide for an announced instance, with its study when a prefetch needs it."""
@@ -268,7 +318,16 @@ class Worker:
                 runner.wake()
 
     def _scan(self, queue: Queue) -> None:
-        """Forget finished instances; record the accepted files older than the grace period the queue does not know."""
+        """Forget finished instances; record the accepted files older than the grace period the queue does not know.
+
+        Not while the queue's outage waits.
+        """
+        if self.identity.outage.waiting():
+            return
+        if self.kept:
+            self._record(queue, [])  # kept announcements first, with their own facts
+            if self.kept:
+                return  # the queue failed again
         try:
             queue.finish_done()
             known = queue.known_names()
@@ -281,10 +340,9 @@ class Worker:
         except OSError as exc:
             LOGGER.error(f"cannot scan the spool: {exc.strerror or exc}")
             return
-        for start in range(0, len(found), BATCH):
-            self._record(queue, found[start : start + BATCH])
-        if found:
-            LOGGER.warning("recorded unannounced spool files", extra={FIELDS: {"count": len(found)}})
+        recorded = sum(self._record(queue, found[start : start + BATCH]) for start in range(0, len(found), BATCH))
+        if recorded:
+            LOGGER.warning("recorded unannounced spool files", extra={FIELDS: {"count": recorded}})
 
     def _message_from_file(self, name: str, cutoff: float) -> InstanceAccepted | None:
         """The announcement a file older than `cutoff` would have had; None for a younger or vanished one."""
@@ -313,7 +371,8 @@ class Worker:
         )
 
     # ---- config --------------------------------------------------------------------------------------
-    def _reload(self, queue: Queue) -> None:
+    def _reload(self, queue: Queue | None) -> None:
+        """Load the config again (kept if it has problems); None: the runners have not started yet."""
         try:
             config = load_config(self.config_path)
         except ConfigError as error:
@@ -324,7 +383,8 @@ class Worker:
             LOGGER.warning("the router: section changed; it takes effect when the worker restarts")
         ruleset = RuleSet.compile(config.rules)
         self.config, self.ruleset = config, ruleset
-        self._apply_destinations(queue)
+        if queue is not None:
+            self._apply_destinations(queue)
         LOGGER.info("config reloaded", extra={FIELDS: {"rules": len(config.rules), "destinations": len(config.destinations)}})
 
     def _apply_destinations(self, queue: Queue) -> None:
@@ -381,6 +441,8 @@ def _guarded(action: Callable[..., None], *arguments: object) -> None:
     """Run one of the main loop's actions; an error is logged and the worker goes on."""
     try:
         action(*arguments)
+    except QueueUnwritable:
+        pass  # logged by the queue's outage; the next timer tries again after its wait
     except Exception:  # noqa: BLE001 - the worker outlives a failed action; the next timer tries again
         LOGGER.exception(f"{action.__name__.strip('_')} failed")
 

@@ -186,6 +186,19 @@ def test_queue_commands_on_ids_that_name_no_job_exit_1_and_say_so(root, command,
     assert f"2 of the IDs given name no {kind}" in result.output and "Traceback" not in result.output
 
 
+def test_queue_commands_on_a_queue_that_cannot_be_opened_say_which_file_and_why(root):
+    setup = router_setup(root, pick_free_port())
+    setup.folder("archive")
+    setup.forward_all("archive")
+    config = str(setup.write())
+    setup.spool.create()
+    setup.spool.queue_path.mkdir()  # as unusable as a queue on a full disk: SQLite cannot open it
+    result = router_cli("queue", "list", "-c", config)
+    assert result.returncode == 1, result.output
+    assert f"cannot write the queue {setup.spool.queue_path} (unable to open database file)" in result.output
+    assert "Traceback" not in result.output
+
+
 # ---- SIGHUP ---------------------------------------------------------------------------------------------
 def test_sighup_with_a_broken_config_keeps_running_and_a_good_one_reaches_every_child(sent, root, routers, tmp_path):
     setup = router_setup(root, pick_free_port(), listeners=1, workers=1)

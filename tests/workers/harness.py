@@ -3,7 +3,8 @@
 `RouterSetup` writes a config file (a spool, DICOM and folder destinations,
 rules, any other `router:` settings) in a test's directory. `WorkerProcess`
 runs `python -m workers` on it and stops it by pid (SIGTERM, or SIGKILL to
-play a crash). `Announcer` writes
+play a crash); a `LimitedWorkerProcess` cannot write past a file size, which
+the test changes while it runs (a disk that fills up and is freed). `Announcer` writes
 Part 10 files into the spool's incoming/ the way a listener does and pushes
 their InstanceAccepted messages on the bus. `start_storescp` runs DCMTK's
 bit-preserving storescp on a given port (so a destination can come back on
@@ -14,9 +15,11 @@ by SOP Instance UID.
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -95,18 +98,27 @@ class WorkerProcess:
         self.process: subprocess.Popen | None = None
 
     def start(self) -> "WorkerProcess":
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "workers", str(self.setup.path), "--index", "0", *self.options],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=REPO_ROOT,
-                env=peer_environment(),
-            )
+        """Launch the worker and wait until it has started."""
+        self.launch()
         assert wait_until(lambda: "started" in self.output() or self.process.poll() is not None, WORKER_READY_TIMEOUT)
         assert self.process.poll() is None, f"the worker did not start:\n{self.output()}"
         return self
+
+    def launch(self) -> "WorkerProcess":
+        """Run the worker, without waiting for it."""
+        with open(self.log_path, "ab") as log:
+            self.process = self._popen(stdout=log)
+        return self
+
+    def _popen(self, **options) -> subprocess.Popen:
+        return subprocess.Popen(
+            [sys.executable, "-m", "workers", str(self.setup.path), "--index", "0", *self.options],
+            stdin=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+            cwd=REPO_ROOT,
+            env=peer_environment(),
+            **options,
+        )
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -127,6 +139,47 @@ class WorkerProcess:
         if self.process is not None and self.process.poll() is None:
             self.signal(signal.SIGKILL)
             self.process.wait(STOP_TIMEOUT)
+
+
+class LimitedWorkerProcess(WorkerProcess):
+    """A worker that cannot write a file past `file_size` bytes, as on a full disk; `limit` changes that while it runs.
+
+    The limit is the process's RLIMIT_FSIZE, with SIGXFSZ ignored: a write past
+    it fails with EFBIG (SQLite: "disk I/O error"), and 0 lets no write through.
+    It applies to regular files only, so the worker's output goes through a
+    pipe, which a thread of the test copies to the log file. A folder
+    destination hard-links the spool file: it writes no data, and works.
+    """
+
+    def __init__(self, setup: RouterSetup, *options: str, file_size: int = resource.RLIM_INFINITY) -> None:
+        super().__init__(setup, *options)
+        self.file_size = file_size
+
+    def launch(self) -> "LimitedWorkerProcess":
+        self.process = self._popen(stdout=subprocess.PIPE, preexec_fn=self._limit_self)
+        threading.Thread(target=self._copy_output, args=(self.process.stdout,), daemon=True).start()
+        return self
+
+    def limit(self, file_size: int) -> None:
+        """Let the running worker write files up to `file_size` bytes (resource.RLIM_INFINITY: any size)."""
+        assert self.process is not None
+        _limit_file_size(self.process.pid, file_size)
+
+    def _limit_self(self) -> None:
+        """In the child, before it runs the worker."""
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        _limit_file_size(0, self.file_size)  # 0: this process
+
+    def _copy_output(self, output) -> None:
+        with output, open(self.log_path, "ab") as log:
+            for line in output:
+                log.write(line)
+                log.flush()
+
+
+def _limit_file_size(pid: int, file_size: int) -> None:
+    """Set the soft RLIMIT_FSIZE of process `pid` (the hard one stays)."""
+    resource.prlimit(pid, resource.RLIMIT_FSIZE, (file_size, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
 
 
 class Announcer:

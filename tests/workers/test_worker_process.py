@@ -18,42 +18,13 @@ from router.net import AE, evt
 from router.net.status import SUCCESS
 from tests.conftest import LOOPBACK, pick_free_port, wait_until
 from tests.interop import store_data
-from tests.workers.harness import FAST_SCAN, Announcer, RouterSetup, WorkerProcess, instances, received
+from tests.workers.harness import FAST_SCAN, RouterSetup, WorkerProcess, instances, received
 from tests.workers.harness import start_storescp, stored_files
 from workers.queue import JobState, Queue
 
 pytestmark = pytest.mark.timeout(120)
 
 ARRIVAL_TIMEOUT = 60.0
-
-
-@pytest.fixture
-def setup(tmp_path):
-    return RouterSetup(tmp_path)
-
-
-@pytest.fixture
-def running():
-    """Processes a test starts (workers and peers), all ended by pid at teardown."""
-    started: dict[str, list] = {"workers": [], "peers": []}
-    yield started
-    for worker in started["workers"]:
-        worker.kill()
-    for peer in started["peers"]:
-        peer.stop()
-
-
-@pytest.fixture
-def announcer_for():
-    made = []
-
-    def make(setup: RouterSetup) -> Announcer:
-        made.append(Announcer(setup))
-        return made[-1]
-
-    yield make
-    for announcer in made:
-        announcer.close()
 
 
 def start_worker(setup: RouterSetup, running, *options: str) -> WorkerProcess:
