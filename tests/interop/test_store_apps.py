@@ -2,7 +2,8 @@
 
 storescu sends to our in-process server, which records what each instance
 arrived with (calling AE title, the max PDU announced, the context's transfer
-syntax, the bytes); storescp is started as an app and sent to by our AE. The
+syntax, the bytes); a file cut short is named and not sent, to our server or
+DCMTK's storescp; storescp is started as an app and sent to by our AE. The
 progress line is checked in a pseudo-terminal, and its redraw while one file
 is on its way with a stand-in terminal.
 """
@@ -28,7 +29,12 @@ from router.net.contexts import accept_all_storage
 from router.net.status import CANNOT_UNDERSTAND, SUCCESS
 from tests.conftest import CLIENT_TIMEOUT, LOOPBACK, our_app, peer_environment, wait_until
 from tests.interop import store_data
-from tests.interop.test_store_dcmtk import exact_contexts_config
+from tests.interop.test_store_dcmtk import (
+    assert_stored_as_sent,
+    dcmtk_bit_preserving_storescp,
+    exact_contexts_config,
+    stored_file,
+)
 
 SCP_TITLE = "STORESCP"
 BIG_ENDIAN_FILE = "MR_small_bigendian.dcm"  # pydicom's test file: no writer of ours makes big endian
@@ -131,6 +137,54 @@ def test_storescu_sends_what_it_can_and_exits_1_naming_what_it_skipped(receiver,
     assert f"Skipping {missing}: [Errno 2]" in finished.output
     assert f"{folder} is a folder" in finished.output
     assert "1 of 4 stored" in finished.output
+
+
+def cut_short(instance: store_data.Instance, missing: int) -> store_data.Instance:
+    data = instance.path.read_bytes()
+    instance.path.write_bytes(data[: len(data) - missing])
+    return instance
+
+
+PIXELS_CUT = "truncated: Pixel Data needs 8192 bytes, 7192 remain"  # a small CT missing 1000 bytes
+
+
+def test_storescu_names_a_file_cut_short_as_not_stored_and_sends_the_rest(receiver, client, tmp_path):
+    port, recorder = receiver
+    cut = cut_short(small_file(tmp_path, ExplicitVRLittleEndian, 1), missing=1000)
+    whole = small_file(tmp_path, ExplicitVRLittleEndian, 2)
+
+    finished = client(storescu(port, str(cut.path), str(whole.path)))
+
+    assert finished.returncode == 1, finished.output
+    assert [a.sop_instance_uid for a in recorder.arrivals] == [whole.sop_instance_uid]
+    assert recorder.arrivals[0].data == store_data.data_part(whole.path)
+    assert f"Skipping {cut.path}: {PIXELS_CUT}" in finished.output
+    assert "1 of 2 stored" in finished.output
+
+
+@pytest.mark.dcmtk
+def test_storescu_to_dcmtk_storescp_sends_a_file_cut_where_its_pixel_data_ends_not_one_cut_inside(peers, client, tmp_path):
+    """DCMTK's storescp (+B: the bytes as received) stores the whole file and the one that lost
+    the element after its pixel data, and never hears of the one cut inside its pixel data."""
+    out = tmp_path / "received"
+    scp = dcmtk_bit_preserving_storescp(peers, out)
+    whole = small_file(tmp_path, ExplicitVRLittleEndian, 1)
+    padded = store_data.small_ct(2)
+    padded.add_new(0xFFFCFFFC, "OB", b"\0" * 6)  # Data Set Trailing Padding, after the pixel data
+    padded_file = store_data.write_instance(padded, ExplicitVRLittleEndian, tmp_path / "padded.dcm", store_data.SMALL)
+    cut_after_pixels = cut_short(padded_file, missing=12 + 6)  # the padding's header and value
+    cut_inside = cut_short(small_file(tmp_path, ExplicitVRLittleEndian, 3), missing=1000)
+    paths = [str(instance.path) for instance in (whole, cut_inside, cut_after_pixels)]
+
+    finished = client(our_app("storescu", LOOPBACK, str(scp.port), "-aec", SCP_TITLE, *paths))
+
+    assert finished.returncode == 1, finished.output
+    assert f"Skipping {cut_inside.path}: {PIXELS_CUT}" in finished.output
+    assert "2 of 3 stored" in finished.output
+    assert scp.wait_for_output("Association Release"), scp.output()
+    for instance in (whole, cut_after_pixels):
+        assert_stored_as_sent(instance, stored_file(out, instance))
+    assert len(list(out.iterdir())) == 2
 
 
 def test_storescu_aet_and_pdu_reach_the_peer(receiver, client, tmp_path):

@@ -10,6 +10,8 @@ it or the association ends mid data set. An SCP that aborts mid data set ends
 the SCU's call at once. Pipelined C-STOREs (`send_c_stores`): the window the
 acceptor allows is the one the requestor uses, requests really go ahead of the
 responses, outcomes come back in order, and without a window it is one at a time.
+A file cut short is never sent: `send_c_store` raises a ValueError, `send_c_stores`
+yields NotWhole for it and sends the rest; one cut where its pixel data ends is whole.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from router.net.services.storage import c_store_response
 from router.net.sources import DatasetSource, source_for
 from router.net.sources import _read_meta as read_meta
 from router.net.status import SUCCESS
+from router.net.whole_file import NotWhole
 from tests.conftest import LOOPBACK, wait_until
 from tests.interop import store_data
 from tests.interop.store_data import CT_IMAGE_STORAGE, MR_IMAGE_STORAGE, SYNTAXES
@@ -1020,6 +1023,72 @@ def test_send_c_stores_reports_a_file_it_cannot_read_and_a_data_set_without_uids
     assert handler.seen == [ct.sop_instance_uid]
     assert assoc.is_established  # nothing had gone out for them: the association goes on
     assoc.release()
+    handler.check()
+
+
+# ---- files cut short: never sent ----------------------------------------------------------------
+def cut_short_ct(directory: Path, seed: int, missing: int) -> store_data.Instance:
+    """A small CT of its own SOP instance, its file `missing` bytes short (cut inside its pixel data)."""
+    path = directory / f"cut-{seed}.dcm"
+    instance = store_data.write_instance(store_data.small_ct(seed), ExplicitVRLittleEndian, path, store_data.SMALL)
+    data = instance.path.read_bytes()
+    instance.path.write_bytes(data[: len(data) - missing])
+    return instance
+
+
+PIXELS_CUT = "truncated: Pixel Data needs 8192 bytes, 7192 remain"  # a small CT missing 1000 bytes
+
+
+def test_send_c_store_of_a_file_cut_short_raises_a_value_error_and_sends_nothing(pair, instances, tmp_path):
+    handler = StoreHandler(lambda event: event.request.affected_sop_instance_uid)
+    pair.serve(handler)
+    assoc = pair.associate()
+    cut = cut_short_ct(tmp_path, seed=7, missing=1000)
+
+    with pytest.raises(ValueError, match=f"^{PIXELS_CUT}$"):
+        assoc.send_c_store(cut.path)
+
+    assert assoc.is_established  # nothing went out: the association goes on
+    whole = instances["explicit"][store_data.SMALL]
+    assert assoc.send_c_store(whole.path).Status == SUCCESS
+    assoc.release()
+    assert handler.seen == [whole.sop_instance_uid]
+    handler.check()
+
+
+def test_send_c_stores_reports_a_file_cut_short_and_sends_the_rest(pair, instances, tmp_path):
+    handler = StoreHandler(lambda event: (event.request.affected_sop_instance_uid, event.encoded_dataset(include_meta=False)))
+    pipelining_pair(pair, 8, handler)
+    assoc = associate_asking(pair, 8)
+    whole = instances["explicit"][store_data.SMALL]
+    cut = cut_short_ct(tmp_path, seed=8, missing=1000)
+
+    outcomes = list(assoc.send_c_stores([whole.path, cut.path, whole.path]))
+
+    assert [type(outcome) for _, outcome in outcomes] == [CStoreRSP, NotWhole, CStoreRSP]
+    assert outcomes[1][0] == cut.path and str(outcomes[1][1]) == PIXELS_CUT
+    assert isinstance(outcomes[1][1], ValueError)
+    assert [uid for uid, _ in handler.seen] == [whole.sop_instance_uid] * 2  # the cut one never arrived
+    assert all(data == store_data.data_part(whole.path) for _, data in handler.seen)
+    assoc.release()
+    handler.check()
+
+
+def test_a_file_cut_where_its_pixel_data_ends_is_whole_and_arrives_as_it_is(pair, tmp_path):
+    """Cut after the last byte of its pixel data, a file loses the element that followed (here Data
+    Set Trailing Padding): what is left is a whole data set, and it is sent."""
+    handler = StoreHandler(lambda event: event.encoded_dataset(include_meta=False))
+    pair.serve(handler)
+    assoc = pair.associate()
+    dataset = store_data.small_ct(seed=9)
+    dataset.add_new(0xFFFCFFFC, "OB", b"\0" * 6)
+    instance = store_data.write_instance(dataset, ExplicitVRLittleEndian, tmp_path / "padded.dcm", store_data.SMALL)
+    data = instance.path.read_bytes()
+    instance.path.write_bytes(data[: -(12 + 6)])
+
+    assert assoc.send_c_store(instance.path).Status == SUCCESS
+    assoc.release()
+    assert handler.seen == [store_data.data_part(instance.path)]
     handler.check()
 
 

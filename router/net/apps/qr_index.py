@@ -31,7 +31,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID
 
 from router.net.apps.qr_match import Values, as_values
-from router.net.apps.whole_file import NotWhole, check_whole
+from router.net.whole_file import NotWhole, check_whole
 from router.net.received import PART_SUFFIX  # a reception in progress, or a file being saved
 from router.net.apps.qr_model import STORED_KEYWORDS, UNIQUE_KEYS, Query, Record, find_matches
 

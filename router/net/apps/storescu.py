@@ -4,6 +4,11 @@ It proposes, for every SOP class among the files, a context in each transfer
 syntax the files use; without `-cx` it also proposes the common storage
 contexts as far as 128 allow. A progress line (count, MB/s, ETA) is shown when
 stderr is a terminal.
+
+Every file is read (its file meta) and checked to be whole before the
+association is requested: one that is not DICOM, cannot be read or is cut
+short (its data set announces more bytes than it holds) is named with the
+reason and not sent. The exit status is 1 unless every file was stored.
 """
 
 from __future__ import annotations
@@ -78,11 +83,12 @@ def find_files(paths: list[str], recurse: bool) -> tuple[list[str], int]:
 
 
 def read_sources(files: list[str]) -> list[tuple[str, DatasetSource]]:
+    """The sources of the files that can be sent; each other one is named, with the reason."""
     sources = []
     for path in files:
         try:
             sources.append((path, source_for(path)))
-        except Exception as exc:  # not DICOM, unreadable: say which and go on
+        except Exception as exc:  # not DICOM, unreadable, cut short: say which and go on
             LOGGER.error(f"Skipping {path}: {exc}")
     return sources
 

@@ -1,7 +1,8 @@
 """The Storage service: C-STORE as SCU (`send_c_store`) and SCP (`serve_c_store`).
 
 The SCU sends a pydicom Dataset or a Part 10 file, the file streamed block by
-block in its own transfer syntax, and gets the status as a Dataset
+block in its own transfer syntax once it is found whole (a file cut short is
+not sent: router.net.whole_file), and gets the status as a Dataset
 (`send_c_store`) or as the response message (`c_store_response`). The SCP hands EVT_C_STORE's handler the
 received instance (`event.dataset`, decoded only when read; `event.file_meta`;
 `event.encoded_dataset()`, the bytes as received; `event.save_as(path)`, a
@@ -43,7 +44,11 @@ def send_c_store(
     originator_aet: str | None = None,
     originator_id: int | None = None,
 ) -> Dataset:
-    """Send one instance; return the response's status Dataset (empty if no response came)."""
+    """Send one instance; return the response's status Dataset (empty if no response came).
+
+    ValueError, and nothing sent, if no accepted context carries it or its file is cut short
+    (NotWhole: the message says which element the file ends in); OSError if its file cannot be read.
+    """
     response = c_store_response(assoc, dataset, msg_id, priority, originator_aet, originator_id)
     return Dataset() if response is None else status_dataset(response)
 
@@ -84,9 +89,10 @@ def send_c_stores(
 
     Yields (dataset, outcome) in order, where outcome is the C-STORE-RSP, None when no response
     came (the association is then gone: nothing more is sent), or the error that kept the dataset
-    from being sent: a ValueError (no accepted context for it, no SOP class or instance in it) or
-    an OSError (its file could not be read). A file that fails once its request has gone (removed
-    or changed in the meantime) aborts the association: the rest get None.
+    from being sent: a ValueError (no accepted context for it, no SOP class or instance in it, its
+    file cut short: NotWhole) or an OSError (its file could not be read); the next ones are sent
+    all the same. A file that fails once its request has gone (removed or changed in the
+    meantime) aborts the association: the rest get None.
     """
     assoc.require_established()
     if window is None:
@@ -125,7 +131,7 @@ def _send_request(
     assoc: "Association", dataset: Dataset | DatasetSource | str | os.PathLike, msg_id: int | None = None, **fields: Any
 ) -> int:
     """Send one C-STORE-RQ (its optional `fields` as CStoreRQ names them) and its data set; its
-    message ID. ValueError if no accepted context carries the data set."""
+    message ID. ValueError if no accepted context carries the data set or its file is cut short."""
     source = source_for(dataset)
     context = assoc.find_context(source.sop_class_uid, as_scu=True, transfer_syntax=source.transfer_syntax)
     message_id = assoc.next_message_id() if msg_id is None else msg_id

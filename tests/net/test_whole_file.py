@@ -1,0 +1,271 @@
+"""Whether a file to send is whole (router.net.whole_file), as `source_for` checks it.
+
+Real files cut at chosen points: a cut inside a value or a header is named
+(`NotWhole`, a ValueError, says which element needs how many bytes), a file
+cut where an element ends is a whole, shorter data set. The fast loop over
+the bytes already read and the element-by-element steps agree at every cut of
+a file with sequences, items of undefined length and an element after its
+pixel data; a data set ending with its pixel data is checked in the first
+read alone, however large the file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from pydicom import dcmread
+from pydicom.data import get_testdata_file
+from pydicom.dataset import Dataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_file_meta_info
+from pydicom.sequence import Sequence
+from pydicom.uid import (
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
+
+from router.net import whole_file
+from router.net.datasets import encode_dataset
+from router.net.sources import source_for
+from router.net.whole_file import NotWhole, check_data_set
+from tests.interop import store_data
+
+PIXEL_BYTES = 64  # 4 x 8 samples of 16 bits
+PADDING = 0xFFFCFFFC  # Data Set Trailing Padding: an element after the pixel data
+PADDING_BYTES = 6
+BIG_ENDIAN_FILE = "MR_small_bigendian.dcm"
+NEWER_SYNTAX = "1.2.840.10008.1.2.8.1"  # Deflated Image Frame Compression: newer than pydicom 3.0's dictionary
+SYNTAX_NAMES = {"explicit": ExplicitVRLittleEndian, "implicit": ImplicitVRLittleEndian, "big-endian": ExplicitVRBigEndian}
+
+
+def small_dataset(with_padding: bool = False) -> Dataset:
+    """A CT of 4 x 8 pixels with a sequence and an item of undefined length before its pixel data
+    (and Data Set Trailing Padding after it, `with_padding`): short files, cut at every byte."""
+    ds = store_data.small_ct(seed=1)
+    ds.Rows, ds.Columns = 4, 8
+    ds.PixelData = store_data.twelve_bit_samples(PIXEL_BYTES // 2, seed=1)
+    item = Dataset()
+    item.CodeValue, item.CodeMeaning = "T-D1100", "Head"
+    item.is_undefined_length_sequence_item = True
+    ds.AnatomicRegionSequence = Sequence([item])
+    ds["AnatomicRegionSequence"].is_undefined_length = True
+    if with_padding:
+        ds.add_new(PADDING, "OB", b"\0" * PADDING_BYTES)
+    return ds
+
+
+def write(path: Path, ds: Dataset, syntax: str = ExplicitVRLittleEndian) -> bytes:
+    store_data.write_instance(ds, syntax, path, store_data.SMALL)
+    return path.read_bytes()
+
+
+def cut(path: Path, data: bytes, keep: int) -> Path:
+    path.write_bytes(data[:keep])
+    return path
+
+
+def pixel_value_end(data: bytes, syntax: str) -> int:
+    """Where the pixel data's value ends: before the padding that follows it."""
+    return len(data) - (PADDING_BYTES + (8 if syntax == ImplicitVRLittleEndian else 12))
+
+
+# ---- what a cut file is refused with ----------------------------------------------------------------
+@pytest.mark.parametrize("syntax_name", SYNTAX_NAMES)
+def test_a_file_cut_inside_its_pixel_data_is_refused_naming_what_is_missing(tmp_path, syntax_name):
+    path = tmp_path / "ct.dcm"
+    data = write(path, small_dataset(), SYNTAX_NAMES[syntax_name])
+    assert source_for(path).length == len(data) - store_data.data_offset(path)
+
+    with pytest.raises(NotWhole, match=f"^truncated: Pixel Data needs {PIXEL_BYTES} bytes, {PIXEL_BYTES - 10} remain$"):
+        source_for(cut(path, data, len(data) - 10))
+
+
+@pytest.mark.parametrize("syntax_name", SYNTAX_NAMES)
+def test_a_file_cut_where_its_pixel_data_ends_is_whole_and_sent_as_it_is(tmp_path, syntax_name):
+    """The element after the pixel data is gone, the data set that is left is whole."""
+    syntax = SYNTAX_NAMES[syntax_name]
+    path = tmp_path / "ct.dcm"
+    data = write(path, small_dataset(with_padding=True), syntax)
+    end = pixel_value_end(data, syntax)
+
+    source = source_for(cut(path, data, end))
+
+    assert source.length == end - store_data.data_offset(path)
+    with pytest.raises(NotWhole, match="^truncated: Data Set Trailing Padding needs 6 bytes, 2 remain$"):
+        source_for(cut(path, data, len(data) - 4))
+
+
+@pytest.mark.parametrize(
+    "keep, reason",
+    [
+        (lambda data: data.index(b"Head") + 2, "truncated: Code Meaning needs 4 bytes, 2 remain"),  # in an item
+        (lambda data: data.index(b"Head") + 4, "truncated: the header of an element needs 8 bytes, 0 remain"),  # no item end
+        (lambda data: data.index(b"MONOCHROME2") - 3, "truncated: the header of an element needs 8 bytes, 5 remain"),
+    ],
+    ids=["in-an-item", "without-its-delimiter", "in-a-header"],
+)
+def test_a_file_cut_before_its_pixel_data_is_refused_naming_what_is_missing(tmp_path, keep, reason):
+    path = tmp_path / "ct.dcm"
+    data = write(path, small_dataset())
+    with pytest.raises(NotWhole, match=f"^{reason}$"):
+        source_for(cut(path, data, keep(data)))
+
+
+def test_encapsulated_pixel_data_is_walked_fragment_by_fragment(tmp_path):
+    instance = store_data.jpeg_instance(tmp_path)
+    data = instance.path.read_bytes()
+    assert source_for(instance.path).length == len(data) - store_data.data_offset(instance.path)
+
+    with pytest.raises(NotWhole, match="^truncated: an item of Pixel Data needs"):
+        source_for(cut(instance.path, data, len(data) - 100))
+    with pytest.raises(NotWhole, match="^truncated: the header of an item of Pixel Data needs 8 bytes, 0 remain$"):
+        source_for(cut(instance.path, data, len(data) - 8))  # the sequence delimiter is gone
+
+
+def test_pydicoms_big_endian_file_is_whole_and_its_cut_copy_is_not(tmp_path):
+    path = tmp_path / BIG_ENDIAN_FILE
+    data = Path(get_testdata_file(BIG_ENDIAN_FILE)).read_bytes()
+    assert source_for(cut(path, data, len(data))).transfer_syntax == ExplicitVRBigEndian
+    with pytest.raises(NotWhole, match="^truncated: Pixel Data needs 8192 bytes, 8191 remain$"):
+        source_for(cut(path, data, len(data) - 1))
+
+
+def test_a_file_without_file_meta_is_checked_as_pydicom_read_it(tmp_path):
+    """pydicom reads on past a value cut short; the check does not."""
+    ds = small_dataset()
+    path = tmp_path / "raw.dcm"
+    data = encode_dataset(ds, ImplicitVRLittleEndian)
+    assert source_for(cut(path, data, len(data))).data == data
+    with pytest.raises(NotWhole, match=f"^truncated: Pixel Data needs {PIXEL_BYTES} bytes, 2 remain$"):
+        source_for(cut(path, data, len(data) - PIXEL_BYTES + 2))
+
+
+def test_a_deflated_data_set_is_left_to_its_inflater(tmp_path):
+    path = tmp_path / "deflated.dcm"
+    data = write(path, small_dataset(), store_data.SYNTAXES["deflated"])
+    assert source_for(cut(path, data, len(data) - 10)).length == len(data) - 10 - store_data.data_offset(path)
+
+
+def test_a_syntax_pydicom_does_not_know_is_walked_as_explicit_vr_little_endian(tmp_path):
+    """Every transfer syntax but Implicit VR Little Endian and Explicit VR Big Endian is Explicit VR Little Endian."""
+    ds = small_dataset()
+    meta = store_data.file_meta_for(ds, NEWER_SYNTAX)
+    header = DicomBytesIO()
+    header.write(store_data.PREAMBLE)
+    write_file_meta_info(header, meta)
+    data = header.getvalue() + encode_dataset(ds, ExplicitVRLittleEndian)
+    path = tmp_path / "newer.dcm"
+
+    assert source_for(cut(path, data, len(data))).transfer_syntax == NEWER_SYNTAX
+    with pytest.raises(NotWhole, match=f"^truncated: Pixel Data needs {PIXEL_BYTES} bytes, {PIXEL_BYTES - 2} remain$"):
+        source_for(cut(path, data, len(data) - 2))
+
+
+# ---- what the check reads ---------------------------------------------------------------------------
+@pytest.fixture
+def no_more_reads(monkeypatch):
+    """The check may not read the file past the bytes it was given."""
+
+    def refuse(*args):
+        raise AssertionError("the check read the file again")
+
+    monkeypatch.setattr(whole_file.os, "pread", refuse)
+
+
+@pytest.mark.parametrize("kind", [store_data.SMALL, store_data.TYPICAL])
+def test_a_data_set_ending_with_its_pixel_data_is_checked_in_the_first_read_alone(tmp_path, no_more_reads, kind):
+    """The 0.5 MB MR's pixel data starts in the first 4 KiB read for the file meta: its value is skipped by its length."""
+    path = tmp_path / f"{kind}.dcm"
+    data = write(path, store_data.GENERATORS[kind]())
+    assert source_for(path).length == len(data) - store_data.data_offset(path)
+    with pytest.raises(NotWhole, match="^truncated: Pixel Data needs"):
+        source_for(cut(path, data, len(data) - 1))
+
+
+def test_an_element_past_the_first_read_is_read_where_it_is(tmp_path, monkeypatch):
+    path = tmp_path / "mr.dcm"
+    ds = store_data.typical_mr()
+    ds.add_new(PADDING, "OB", b"\0" * PADDING_BYTES)
+    data = write(path, ds)
+    reads = []
+    pread = os.pread
+    monkeypatch.setattr(whole_file.os, "pread", lambda fd, count, offset: reads.append(offset) or pread(fd, count, offset))
+
+    assert source_for(path).length == len(data) - store_data.data_offset(path)
+    assert reads == [len(data) - PADDING_BYTES - 12]  # the padding's header, once
+    with pytest.raises(NotWhole, match="^truncated: Data Set Trailing Padding needs 6 bytes, 5 remain$"):
+        source_for(cut(path, data, len(data) - 1))
+
+
+@pytest.mark.parametrize("syntax_name", SYNTAX_NAMES)
+def test_the_fast_loop_and_the_steps_agree_at_every_cut(tmp_path, monkeypatch, syntax_name):
+    """Every cut of a file with a sequence, an item of undefined length and an element after its
+    pixel data: the verdict with the file's bytes in hand (the fast loop) is the one of a walk
+    element by element through blocks read from the file; the cuts found whole are where a
+    top-level element ends."""
+    path = tmp_path / "ct.dcm"
+    data = write(path, small_dataset(with_padding=True), SYNTAX_NAMES[syntax_name])
+    start = store_data.data_offset(path)
+    syntax = SYNTAX_NAMES[syntax_name]
+    expected_whole = top_level_ends(path, start, syntax)
+
+    def verdicts(fd: int, keep: int) -> tuple[str, str]:
+        fast = verdict(lambda: check_data_set(fd, keep, start, syntax, data[:keep]))
+        with monkeypatch.context() as steps_only:
+            steps_only.setattr(whole_file._Walk, "_skim", lambda self, position: position)
+            steps = verdict(lambda: check_data_set(fd, keep, start, syntax))
+        return fast, steps
+
+    whole = []
+    for keep in range(start, len(data) + 1):
+        fd = os.open(cut(path, data, keep), os.O_RDONLY)
+        try:
+            fast, steps = verdicts(fd, keep)
+        finally:
+            os.close(fd)
+        assert fast == steps, f"cut at {keep}"
+        if fast == "whole":
+            whole.append(keep)
+    assert whole == expected_whole
+
+
+def verdict(check) -> str:
+    try:
+        check()
+    except NotWhole as exc:
+        return str(exc)
+    return "whole"
+
+
+def top_level_ends(path: Path, start: int, syntax: str) -> list[int]:
+    """The data set's start and where each of its top-level elements ends, by pydicom's encoding of each."""
+    ends = [start]
+    for element in dcmread(path):
+        ends.append(ends[-1] + len(encode_dataset(Dataset({element.tag: element}), syntax)))
+    return ends
+
+
+@pytest.mark.parametrize("syntax_name", SYNTAX_NAMES)
+def test_the_quick_yes_by_the_pixel_data_header_agrees_with_the_walk_at_every_cut(tmp_path, monkeypatch, syntax_name):
+    """A file that ends with its pixel data (with a sequence before it), cut at every byte: the
+    verdict of the check, which first looks only at the last Pixel Data header, is the walk's."""
+    path = tmp_path / "ct.dcm"
+    syntax = SYNTAX_NAMES[syntax_name]
+    data = write(path, small_dataset(), syntax)
+    start = store_data.data_offset(path)
+    quick_yes = 0
+    for keep in range(start, len(data) + 1):
+        fd = os.open(cut(path, data, keep), os.O_RDONLY)
+        try:
+            checked = verdict(lambda: check_data_set(fd, keep, start, syntax, data[:keep]))
+            with monkeypatch.context() as walk_only:
+                walk_only.setattr(whole_file, "_ends_with_pixel_data", lambda *args: False)
+                walked = verdict(lambda: check_data_set(fd, keep, start, syntax, data[:keep]))
+        finally:
+            os.close(fd)
+        assert checked == walked, f"cut at {keep}"
+        quick_yes += whole_file._ends_with_pixel_data(data[:keep], start, keep, *whole_file._encoding(syntax))
+    assert quick_yes == (syntax != ExplicitVRBigEndian)  # the whole file only, in little endian
