@@ -11,7 +11,9 @@ message, so a reader that takes frames one by one reads a batch as well.
 
 Topology: each worker binds a PULL socket at its own endpoint; every listener
 connects a PUSH socket to all of them, and ZeroMQ spreads the messages among
-the workers that are up. By default the endpoints are `ipc://` files under the
+the workers that are up. A worker that records jobs of a lane another worker
+delivers (see `workers.shares`) tells that worker with a `JobsWaiting` on its
+endpoint. By default the endpoints are `ipc://` files under the
 spool (`bus/worker-N`); with `bus: tcp://HOST:PORT` in the config worker N
 binds PORT + N, so workers can run on other hosts.
 """
@@ -52,7 +54,18 @@ class InstanceAccepted:
     accepted_at: float  # UNIX time the Success response was sent
 
 
-MESSAGE_TYPES: dict[str, type] = {InstanceAccepted.KIND: InstanceAccepted}
+@dataclass(frozen=True)
+class JobsWaiting:
+    """A worker recorded jobs of a lane that another worker delivers (the receiver's threads claim them now)."""
+
+    KIND: ClassVar[str] = "jobs-waiting"
+    VERSION: ClassVar[int] = 1
+
+    destination: str
+    kind: str  # a `workers.jobs.JobKind` value
+
+
+MESSAGE_TYPES: dict[str, type] = {message.KIND: message for message in (InstanceAccepted, JobsWaiting)}
 
 
 @cache

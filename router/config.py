@@ -70,7 +70,7 @@ class DicomDestination:
     name: str
     address: Address
     ae_title: str
-    max_associations: int = 2
+    max_associations: int = 2  # C-STORE associations open at once, for the whole router (workers.shares)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
 

@@ -24,13 +24,19 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     defaults = Timing()
     parser.add_argument("--scan-interval", type=float, default=defaults.scan_interval, help="seconds between spool scans")
     parser.add_argument("--scan-grace", type=float, default=defaults.scan_grace, help="age in seconds of a spool file a scan records")
+    parser.add_argument(
+        "--refresh-interval", type=float, default=defaults.refresh_interval,
+        help="seconds between looks at the queue for jobs another process changed",
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     arguments = parse_arguments(sys.argv[1:] if argv is None else argv)
     setup_logging(arguments.log_json, f"worker-{arguments.index}")
-    timing = Timing(scan_interval=arguments.scan_interval, scan_grace=arguments.scan_grace)
+    timing = Timing(
+        scan_interval=arguments.scan_interval, scan_grace=arguments.scan_grace, refresh_interval=arguments.refresh_interval
+    )
     try:
         worker = Worker(arguments.config, arguments.index, timing)
     except ConfigError as error:

@@ -5,7 +5,8 @@ has one row per accepted spool file (keyed by its spool name) with the facts
 the rules and the logs need; `jobs` has one row per thing to do for an
 instance: a copy to a destination with the morphs of the rule that asked for
 it, or a prefetch from a Q/R destination (`workers.jobs`). A job is owned by
-the worker (its index) that recorded it and is in one of three states:
+the worker (its index) that recorded it, or by the worker that delivers its
+lane for it (`workers.shares`), and is in one of three states:
 
     queued     waiting for `next_attempt` (a UNIX time)
     in_flight  claimed by its owner's runner of the job's lane (destination, kind)
@@ -299,9 +300,16 @@ class Queue:
         return self.record_claiming(recordings, owner, now, {})[0]
 
     def record_claiming(
-        self, recordings: Iterable[Recording], owner: int, now: float, room: Mapping[Lane, int]
+        self,
+        recordings: Iterable[Recording],
+        owner: int,
+        now: float,
+        room: Mapping[Lane, int],
+        owners: Mapping[Lane, int] | None = None,
     ) -> tuple[list[InstanceAccepted], list[Job]]:
-        """`record`, but up to `room[lane]` new jobs of each lane are recorded claimed (in flight) and returned."""
+        """`record`, but up to `room[lane]` new jobs of each lane are recorded claimed (in flight) and returned;
+        the jobs of a lane in `owners` are recorded queued for the worker it names, which delivers that lane."""
+        owners = owners or {}
         room = dict(room)
         recorded, claimed = [], []
         with self._write() as db:
@@ -318,11 +326,12 @@ class Queue:
                 if not inserted:
                     continue
                 for lane, spec in _orders(db, recording, now):
-                    state = JobState.IN_FLIGHT if room.get(lane, 0) > 0 else JobState.QUEUED
+                    lane_owner = owners.get(lane, owner)
+                    state = JobState.IN_FLIGHT if room.get(lane, 0) > 0 and lane_owner == owner else JobState.QUEUED
                     row = db.execute(
                         "INSERT OR IGNORE INTO jobs (instance, destination, kind, spec, owner, state, next_attempt) "
                         "VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                        (message.name, lane.destination, lane.kind.value, spec, owner, state.value, now),
+                        (message.name, lane.destination, lane.kind.value, spec, lane_owner, state.value, now),
                     ).fetchone()
                     if row is not None and state is JobState.IN_FLIGHT:
                         room[lane] -= 1
@@ -351,6 +360,14 @@ class Queue:
             return db.execute(
                 "UPDATE jobs SET owner = ?, state = CASE state WHEN ? THEN ? ELSE state END WHERE owner >= ?",
                 (owner, JobState.IN_FLIGHT.value, JobState.QUEUED.value, workers),
+            ).rowcount
+
+    def hand_over(self, lane: Lane, owner: int, to: int) -> int:
+        """Give worker `to` the queued jobs of `owner` in `lane` (it delivers that lane); return how many."""
+        with self._write() as db:
+            return db.execute(
+                "UPDATE jobs SET owner = ? WHERE owner = ? AND destination = ? AND kind = ? AND state = ?",
+                (to, owner, lane.destination, lane.kind.value, JobState.QUEUED.value),
             ).rowcount
 
     def claim(self, owner: int, lane: Lane, now: float) -> Job | None:

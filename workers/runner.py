@@ -1,7 +1,8 @@
 """The threads of one lane (a destination's copies, or its prefetches) in one worker: claim, run, record.
 
-A `DestinationRunner` of copies starts one thread per association the
-destination allows (`max_associations`; a folder gets `FOLDER_THREADS`); one
+A `DestinationRunner` of copies starts one thread per association of the
+destination's `max_associations` that is this worker's share
+(`workers.shares`; a folder gets `FOLDER_THREADS`); one
 of prefetches (a Q/R destination's) starts `PREFETCH_THREADS`. Each thread has
 its own queue connection and sender (`DicomSender`, `FolderSender`,
 `Prefetcher`). The threads share the runner's hand: jobs claimed (in flight in
@@ -55,6 +56,7 @@ from workers.jobs import JobKind, Lane
 from workers.prefetch import Prefetcher
 from workers.queue import Ending, Job, Queue, QueueOutage, QueueUnwritable
 from workers.retry import backoff, next_retry
+from workers.shares import association_share
 
 LOGGER = logging.getLogger("workers")
 FOLDER_THREADS = 2
@@ -166,7 +168,9 @@ class DestinationRunner:
     def _thread_count(self) -> int:
         if self.lane.kind is JobKind.PREFETCH:
             return PREFETCH_THREADS
-        return self.destination.max_associations if isinstance(self.destination, DicomDestination) else FOLDER_THREADS
+        if not isinstance(self.destination, DicomDestination):
+            return FOLDER_THREADS
+        return association_share(self.destination.max_associations, self.worker.router.workers, self.worker.index)
 
     def _outbound_ae(self) -> AE:
         ae = AE(self.worker.router.ae_title)

@@ -54,6 +54,7 @@ import signal
 import socket
 import time
 from collections import deque
+from contextlib import suppress
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
@@ -62,7 +63,7 @@ import zmq
 from pydicom.dataset import Dataset
 from pydicom.filereader import read_file_meta_info
 
-from router.bus import BusError, InstanceAccepted, decode, receiver, worker_endpoints
+from router.bus import BusError, InstanceAccepted, JobsWaiting, decode, encode, receiver, sender, worker_endpoints
 from router.config import Config, ConfigError, DicomDestination, FolderDestination, load_config
 from router.logs import FIELDS
 from router.spool import Spool
@@ -71,6 +72,7 @@ from rules.evaluate import InstanceFacts, RuleSet, read_header
 from workers.jobs import JobKind, Lane
 from workers.queue import Job, Queue, QueueUnwritable, Recording
 from workers.runner import DestinationRunner, WorkerIdentity
+from workers.shares import delivering_worker
 
 LOGGER = logging.getLogger("workers")
 BATCH = 256  # messages recorded in one transaction at most
@@ -112,6 +114,9 @@ class Worker:
         self.runners: dict[Lane, DestinationRunner] = {}
         self.retired: list[DestinationRunner] = []  # replaced by a reload, finishing their last jobs
         self.kept: deque[InstanceAccepted] = deque(maxlen=KEPT_LIMIT)  # not recorded yet: the queue could not be written
+        self.delivered_by: dict[Lane, int] = {}  # lanes another worker delivers for this one (workers.shares)
+        self.bus: zmq.Context | None = None
+        self.peers: dict[int, zmq.Socket] = {}  # the other workers this one told of jobs waiting
 
     # ---- the life of the process ---------------------------------------------------------------------
     def run(self) -> int:
@@ -119,7 +124,7 @@ class Worker:
         wake_write.setblocking(False)
         previous = {number: signal.signal(number, _ignore) for number in WATCHED_SIGNALS}
         old_wakeup = signal.set_wakeup_fd(wake_write.fileno())
-        context = zmq.Context()
+        context = self.bus = zmq.Context()
         pull = receiver(context, self.endpoint)
         queue = None
         try:
@@ -130,6 +135,8 @@ class Worker:
                 _guarded(self._take_batch, queue, pull)  # what had already arrived when the stop came
         finally:
             pull.close(0)
+            for peer in self.peers.values():
+                peer.close(0)
             context.term()
             self._drain()
             if queue is not None:
@@ -238,13 +245,40 @@ class Worker:
         return len(frames)
 
     def _readable(self, data: bytes) -> InstanceAccepted | None:
+        """The announcement in `data`; None for anything else (another worker's JobsWaiting wakes its lane)."""
         try:
             message = decode(data)
+            if isinstance(message, JobsWaiting):
+                self._wake({Lane(message.destination, JobKind(message.kind))})
+                return None
             self.spool.path_of(message.name)
         except (BusError, ValueError) as exc:
             LOGGER.error(f"ignoring a bus message: {exc}")
             return None
         return message
+
+    def _tell(self, lanes: set[Lane]) -> None:
+        """Tell the workers that deliver some of `lanes` for this one that jobs wait for them."""
+        for lane in lanes:
+            worker = self.delivered_by.get(lane)
+            if worker is not None and self.bus is not None:
+                with suppress(zmq.Again):  # its queue is full: it finds the jobs at its next look at the queue
+                    self._peer(worker).send(encode(JobsWaiting(lane.destination, lane.kind.value)), zmq.NOBLOCK)
+
+    def _peer(self, worker: int) -> zmq.Socket:
+        """A PUSH socket to worker `worker`'s endpoint (made at first use)."""
+        if worker not in self.peers:
+            assert self.bus is not None
+            endpoints = worker_endpoints(self.spool.bus, self.config.router.bus, self.config.router.workers)
+            self.peers[worker] = sender(self.bus, [endpoints[worker]])
+        return self.peers[worker]
+
+    def _hand_over(self, queue: Queue) -> None:
+        """Give the workers that deliver lanes for this one the jobs of those lanes it still holds queued
+        (recorded before a reload changed the shares, or let go by a runner that was retired)."""
+        for lane, worker in self.delivered_by.items():
+            if queue.hand_over(lane, self.index, worker):
+                self._tell({lane})
 
     def _record(self, queue: Queue, messages: list[InstanceAccepted]) -> int:
         """Record the kept messages and `messages` with their jobs; return how many were new.
@@ -260,7 +294,7 @@ class Worker:
         recordings = [self._decide(ruleset, message) for message in messages]
         room = {lane: runner.room() for lane, runner in self.runners.items()}
         try:
-            recorded, claimed = queue.record_claiming(recordings, self.index, time.time(), room)
+            recorded, claimed = queue.record_claiming(recordings, self.index, time.time(), room, self.delivered_by)
         except QueueUnwritable:
             self.kept.extend(messages)  # logged by the outage; the files stay in the spool
             return 0
@@ -278,6 +312,8 @@ class Worker:
             self.runners[lane].offer(jobs)
         lanes = {lane for recording in recordings for lane in _lanes(recording.decision)}
         self._wake({lane for lane in lanes if len(handed.get(lane, ())) >= room.get(lane, 0)})  # some wait in the queue
+        if recorded:
+            self._tell(lanes)
         return len(recorded)
 
     def _decide(self, ruleset: RuleSet, message: InstanceAccepted) -> Recording:
@@ -330,6 +366,7 @@ class Worker:
                 return  # the queue failed again
         try:
             queue.finish_done()
+            self._hand_over(queue)
             known = queue.known_names()
             cutoff = time.time() - self.timing.scan_grace
             found = [
@@ -390,6 +427,10 @@ class Worker:
     def _apply_destinations(self, queue: Queue) -> None:
         """Start, replace or stop runners so that there is one per lane of the configured destinations."""
         wanted = _lanes_of(self.config)
+        self.delivered_by = {
+            lane: worker for lane, destination in wanted.items() if (worker := self._deliverer(lane, destination)) != self.index
+        }
+        wanted = {lane: destination for lane, destination in wanted.items() if lane not in self.delivered_by}
         for lane in list(self.runners):
             if wanted.get(lane) != self.runners[lane].destination:
                 runner = self.runners.pop(lane)
@@ -400,8 +441,16 @@ class Worker:
                 self.runners[lane] = DestinationRunner(destination, self.identity, lane.kind)
                 self.runners[lane].start()
         self.retired = [runner for runner in self.retired if runner.alive()]
-        for lane in sorted(queue.queued_lanes(self.index) - set(wanted)):
+        self._hand_over(queue)
+        for lane in sorted(queue.queued_lanes(self.index) - set(wanted) - set(self.delivered_by)):
             LOGGER.warning(f"jobs wait for '{lane.label}', which the config no longer has")
+
+    def _deliverer(self, lane: Lane, destination: DicomDestination | FolderDestination) -> int:
+        """The worker that delivers this worker's jobs of `lane`: itself, unless it has no share of a
+        DICOM destination's associations."""
+        if lane.kind is not JobKind.STORE or not isinstance(destination, DicomDestination):
+            return self.index
+        return delivering_worker(destination.max_associations, self.config.router.workers, self.index)
 
 
 def _lanes_of(config: Config) -> dict[Lane, DicomDestination | FolderDestination]:

@@ -27,8 +27,8 @@ def running():
 def announcer_for():
     made = []
 
-    def make(setup: RouterSetup) -> Announcer:
-        made.append(Announcer(setup))
+    def make(setup: RouterSetup, worker: int | None = None) -> Announcer:
+        made.append(Announcer(setup, worker))
         return made[-1]
 
     yield make

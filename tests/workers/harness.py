@@ -89,12 +89,13 @@ class RouterSetup:
 
 
 class WorkerProcess:
-    """`python -m workers CONFIG --index 0 ...`; its stderr goes to a log file."""
+    """`python -m workers CONFIG --index N ...`; its stderr goes to a log file."""
 
-    def __init__(self, setup: RouterSetup, *options: str) -> None:
+    def __init__(self, setup: RouterSetup, *options: str, index: int = 0) -> None:
         self.setup = setup
         self.options = options
-        self.log_path = setup.directory / "worker.log"
+        self.index = index
+        self.log_path = setup.directory / ("worker.log" if index == 0 else f"worker-{index}.log")
         self.process: subprocess.Popen | None = None
 
     def start(self) -> "WorkerProcess":
@@ -112,7 +113,7 @@ class WorkerProcess:
 
     def _popen(self, **options) -> subprocess.Popen:
         return subprocess.Popen(
-            [sys.executable, "-m", "workers", str(self.setup.path), "--index", "0", *self.options],
+            [sys.executable, "-m", "workers", str(self.setup.path), "--index", str(self.index), *self.options],
             stdin=subprocess.DEVNULL,
             stderr=subprocess.STDOUT,
             cwd=REPO_ROOT,
@@ -185,11 +186,13 @@ def _limit_file_size(pid: int, file_size: int) -> None:
 class Announcer:
     """Plays the listener: spool files in incoming/, and their announcements on the bus."""
 
-    def __init__(self, setup: RouterSetup) -> None:
+    def __init__(self, setup: RouterSetup, worker: int | None = None) -> None:
+        """Announcing to every worker, as a listener does, or to `worker` alone."""
         config = load_config(setup.path)
         self.spool = setup.spool
         self.context = zmq.Context()
-        self.push = sender(self.context, worker_endpoints(self.spool.bus, config.router.bus, config.router.workers))
+        endpoints = worker_endpoints(self.spool.bus, config.router.bus, config.router.workers)
+        self.push = sender(self.context, endpoints if worker is None else [endpoints[worker]])
         self.sources: dict[str, Path] = {}  # SOP Instance UID -> the original file
 
     def put(self, instance: store_data.Instance, calling_ae: str = "MODALITY") -> InstanceAccepted:

@@ -145,6 +145,25 @@ def test_record_claiming_hands_over_up_to_the_room_of_each_lane_in_flight(spool,
     assert queue.record_claiming([Recording(messages[0], to("pacs"))], OWNER, NOW, {PACS: 5}) == ([], [])
 
 
+def test_record_claiming_queues_the_jobs_of_a_lane_another_worker_delivers_for_it(spool, queue):
+    message = accepted(spool, "1.1")
+    recorded, claimed = queue.record_claiming([Recording(message, to("pacs", "archive"))], 1, NOW, {PACS: 5, ARCHIVE: 5}, {PACS: 0})
+    assert recorded == [message]
+    assert [job.lane for job in claimed] == [ARCHIVE]  # its own lane: in hand at once
+    assert queue.claim(1, PACS, NOW) is None
+    assert queue.claim(0, PACS, NOW).instance == message.name
+
+
+def test_hand_over_gives_only_the_queued_jobs_of_one_lane(spool, queue):
+    queue.record([Recording(accepted(spool, f"1.{index}"), to("pacs", "archive")) for index in range(3)], 1, NOW)
+    in_flight = queue.claim(1, PACS, NOW)
+    assert queue.hand_over(PACS, 1, 0) == 2
+    assert queue.hand_over(PACS, 1, 0) == 0
+    assert len(queue.claim_many(0, PACS, NOW, 10)) == 2
+    assert len(queue.claim_many(1, ARCHIVE, NOW, 10)) == 3  # another lane stays
+    assert {job.id: job.state for job in queue.list_jobs()}[in_flight.id] is JobState.IN_FLIGHT
+
+
 def test_claim_many_takes_up_to_the_limit_earliest_first(spool, queue):
     for index in range(5):
         queue.record([Recording(accepted(spool, f"1.{index}"), to("pacs"))], OWNER, NOW + 4 - index)
