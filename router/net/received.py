@@ -28,6 +28,7 @@ from pydicom.dataset import FileMetaDataset
 from pydicom.uid import UID
 
 from router.net.gather import write_gathered
+from router.net.whole_file import HEAD, check_data_set, check_parts
 
 PREAMBLE = b"\0" * 128 + b"DICM"
 DEFAULT_SPOOL_THRESHOLD = 8 << 20
@@ -144,6 +145,18 @@ class ReceivedDataset:
     length: int = 0
     spooled: bool = False  # `path` is our spool file, removed by `discard`
     error: str | None = None  # why the data set could not be kept (e.g. the disk is full)
+
+    def check_whole(self, syntax: str) -> None:
+        """NotWhole unless the data set, in transfer syntax `syntax`, holds every byte its elements
+        announce (a peer may send a file cut short as it is)."""
+        if self.parts is not None:
+            check_parts(self.parts, syntax)
+            return
+        assert self.path is not None
+        with open(self.path, "rb") as file:
+            handle = file.fileno()
+            size = os.fstat(handle).st_size
+            check_data_set(handle, size, self.data_offset, syntax, os.pread(handle, self.data_offset + HEAD, 0))
 
     def encoded(self, include_meta: bool = True) -> bytes:
         """The data set bytes as received (with preamble and file meta if `include_meta`)."""

@@ -19,14 +19,19 @@ Entry points:
     short): the walk goes on from where pydicom stopped.
   * `check_file(fd, implicit, little_endian)`: the whole file, encoded as
     pydicom read it (`Dataset.original_encoding`), from its start.
+  * `check_parts(parts, syntax)`, for a receiver: a data set received in
+    memory, as the fragments it arrived in (read across them where the walk
+    goes past the first 4 KiB).
 """
 
 from __future__ import annotations
 
+import bisect
 import functools
+import itertools
 import os
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import BinaryIO
 
 from pydicom.datadict import dictionary_description
@@ -54,6 +59,7 @@ PIXEL_DATA_LE = b"\xe0\x7f\x10\x00"  # the tag (7FE0,0010) in little endian
 NATIVE_PIXEL_VRS = frozenset({b"OB", b"OW"})
 _EXPLICIT_PIXEL_HEADER = struct.Struct("<4x2s2xI")  # tag, VR, reserved, length
 _IMPLICIT_PIXEL_HEADER = struct.Struct("<4x0sI")  # tag, length (no VR: an empty one)
+HEAD = 4096  # bytes of a received data set's first fragment the quick check looks at
 READ_AHEAD = 8192  # bytes read at once where the walk goes past what it holds
 
 
@@ -67,7 +73,7 @@ def check_data_set(fd: int, size: int, start: int, syntax: str, head: bytes = b"
     the walk reads the file only past them. A deflated data set is not checked."""
     encoding = _encoding(syntax)
     if encoding is not None and not _ends_with_pixel_data(head, start, size, *encoding):
-        _Walk(_Window(fd, size, head), *encoding).data_set(start)
+        _Walk(_Window(functools.partial(os.pread, fd), size, head), *encoding).data_set(start)
 
 
 def _ends_with_pixel_data(head: bytes, start: int, size: int, implicit: bool, little_endian: bool) -> bool:
@@ -89,6 +95,36 @@ def _ends_with_pixel_data(head: bytes, start: int, size: int, implicit: bool, li
     return (implicit or vr in NATIVE_PIXEL_VRS) and position + header.size + length == size
 
 
+def check_parts(parts: Sequence[bytes | memoryview], syntax: str) -> None:
+    """NotWhole unless the data set received as `parts` (its fragments, in order), encoded in
+    transfer syntax `syntax`, is whole: checked as `check_data_set` checks a file."""
+    encoding = _encoding(syntax)
+    if encoding is None or not parts:
+        return
+    size = sum(map(len, parts))
+    head = bytes(parts[0][:HEAD])
+    if not _ends_with_pixel_data(head, 0, size, *encoding):
+        _Walk(_Window(_Parts(parts), size, head), *encoding).data_set(0)
+
+
+class _Parts:
+    """Reads `count` bytes at `position` of the data set its `parts` hold end to end (fewer at the end)."""
+
+    def __init__(self, parts: Sequence[bytes | memoryview]) -> None:
+        self.parts = parts
+        self.starts = list(itertools.accumulate(map(len, parts), initial=0))[:-1]
+
+    def __call__(self, count: int, position: int) -> bytes:
+        index = bisect.bisect_right(self.starts, position) - 1
+        offset, pieces = position - self.starts[index], []
+        while count > 0 and index < len(self.parts):
+            piece = self.parts[index][offset : offset + count]
+            pieces.append(piece)
+            count -= len(piece)
+            index, offset = index + 1, 0
+        return b"".join(pieces)
+
+
 def check_whole(file: BinaryIO, syntax: str) -> None:
     """NotWhole unless the data set `dcmread(file, stop_before_pixels=True)` read ends within
     the file: what follows the pixel data's header is walked by element headers, values skipped.
@@ -98,7 +134,7 @@ def check_whole(file: BinaryIO, syntax: str) -> None:
     if encoding is None:
         return
     fd = file.fileno()
-    window = _Window(fd, os.fstat(fd).st_size)
+    window = _Window(functools.partial(os.pread, fd), os.fstat(fd).st_size)
     start = file.tell()
     if _Walk(window, *encoding).tag_at(start) not in PIXEL_DATA_TAGS:
         start = _data_set_start(window)
@@ -108,7 +144,7 @@ def check_whole(file: BinaryIO, syntax: str) -> None:
 def check_file(fd: int, implicit: bool, little_endian: bool) -> None:
     """NotWhole unless the data set of the file open as `fd`, encoded in `implicit` VR and
     `little_endian` (as pydicom read it: a data set that is not deflated), is whole."""
-    window = _Window(fd, os.fstat(fd).st_size)
+    window = _Window(functools.partial(os.pread, fd), os.fstat(fd).st_size)
     _Walk(window, implicit, little_endian).data_set(_data_set_start(window))
 
 
@@ -128,13 +164,14 @@ def _encoding(syntax: str) -> tuple[bool, bool] | None:
 
 
 class _Window:
-    """The bytes of a file (open as `fd`, `size` bytes long) that a walk reads: `data`, from
-    offset `start`; first the `head` a caller has read, then a block read where the walk goes past."""
+    """The bytes of a data set's container (`size` bytes long) that a walk reads: `data`, from
+    offset `start`; first the `head` a caller has read, then a block `read(count, position)` where
+    the walk goes past (os.pread of a file, or `_Parts` of a data set received in memory)."""
 
-    __slots__ = ("fd", "size", "data", "start")
+    __slots__ = ("read", "size", "data", "start")
 
-    def __init__(self, fd: int, size: int, head: bytes = b"") -> None:
-        self.fd, self.size = fd, size
+    def __init__(self, read: Callable[[int, int], bytes], size: int, head: bytes = b"") -> None:
+        self.read, self.size = read, size
         self.data, self.start = head, 0
 
     def bytes_at(self, position: int, count: int, what: str) -> bytes:
@@ -142,7 +179,7 @@ class _Window:
         self.fits(position, count, what)
         offset = position - self.start
         if offset < 0 or offset + count > len(self.data):
-            self.data, self.start, offset = os.pread(self.fd, max(count, READ_AHEAD), position), position, 0
+            self.data, self.start, offset = self.read(max(count, READ_AHEAD), position), position, 0
             if len(self.data) < count:  # the file shrank since its size was taken
                 raise NotWhole(f"truncated: {what} needs {count} bytes, {len(self.data)} remain")
         return self.data[offset : offset + count]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import resource
 import shutil
 import struct
@@ -49,7 +50,7 @@ from router.net.received import ReceivedDataset
 from router.net.services.storage import c_store_response
 from router.net.sources import DatasetSource, source_for
 from router.net.sources import _read_meta as read_meta
-from router.net.status import SUCCESS
+from router.net.status import CANNOT_UNDERSTAND, SUCCESS
 from router.net.whole_file import NotWhole
 from tests.conftest import LOOPBACK, wait_until
 from tests.interop import store_data
@@ -1189,3 +1190,46 @@ def test_a_file_meta_longer_than_the_first_read_is_walked_in_the_file(instances,
     assert source.offset > 10_000
     assert b"".join(bytes(block) for block in source.blocks()) == store_data.data_part(path)
     assert (source.data is not None) is bool(read_whole_below)
+
+
+# ---- a data set cut short, as a peer may send it ------------------------------------------------
+def sent_as_is(instance: store_data.Instance, missing: int = 0) -> DatasetSource:
+    """The data set of `instance`'s file, `missing` bytes short, sent as raw bytes (no check on our side)."""
+    data = store_data.data_part(instance.path)
+    data = data[: len(data) - missing]
+    return DatasetSource(instance.sop_class_uid, instance.sop_instance_uid, instance.transfer_syntax, len(data), data=data)
+
+
+@pytest.mark.parametrize("kind, threshold", [(store_data.SMALL, None), (store_data.TYPICAL, SMALL_THRESHOLD)])
+def test_a_data_set_cut_short_is_refused_before_the_handler_and_the_association_goes_on(pair, instances, kind, threshold):
+    """In memory (small) and spooled (typical, past the threshold): 0xC000 with the element it ends in."""
+    handler = StoreHandler(lambda event: event.request.affected_sop_instance_uid)
+    pair.serve(handler, threshold=threshold)
+    assoc = pair.associate()
+    instance = instances["explicit"][kind]
+
+    response = c_store_response(assoc, sent_as_is(instance, missing=1000))
+
+    assert response.status == CANNOT_UNDERSTAND
+    assert re.fullmatch(r"data set truncated: Pixel Data needs \d+ bytes, \d+ remain", response.error_comment)
+    assert handler.seen == [] and pair.spool_files() == []
+    assert c_store_response(assoc, sent_as_is(instance)).status == SUCCESS
+    assoc.release()
+    assert handler.seen == [instance.sop_instance_uid]
+    handler.check()
+
+
+@pytest.mark.parametrize("missing, status", [(0, SUCCESS), (100, CANNOT_UNDERSTAND)])
+def test_compressed_pixel_data_received_in_small_fragments_is_walked_across_them(pair, tmp_path, missing, status):
+    """Encapsulated pixel data is not checked by its header alone: its fragments are walked through
+    the PDVs of a peer's minimum-size PDUs."""
+    instance = store_data.jpeg_instance(tmp_path)
+    handler = StoreHandler(lambda event: event.encoded_dataset(include_meta=False))
+    ae = pair.serve(handler)
+    ae.maximum_pdu_size = 512  # our SCP asks for small PDUs: the data set comes in many fragments
+    assoc = pair.associate([(instance.sop_class_uid, [instance.transfer_syntax])])
+
+    assert c_store_response(assoc, sent_as_is(instance, missing)).status == status
+    assoc.release()
+    assert handler.seen == ([store_data.data_part(instance.path)] if status == SUCCESS else [])
+    handler.check()

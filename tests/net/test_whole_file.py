@@ -269,3 +269,16 @@ def test_the_quick_yes_by_the_pixel_data_header_agrees_with_the_walk_at_every_cu
         assert checked == walked, f"cut at {keep}"
         quick_yes += whole_file._ends_with_pixel_data(data[:keep], start, keep, *whole_file._encoding(syntax))
     assert quick_yes == (syntax != ExplicitVRBigEndian)  # the whole file only, in little endian
+
+
+def test_a_data_set_received_in_fragments_is_checked_across_them(tmp_path):
+    """`check_parts`: the fragments a data set arrived in, end to end, whatever their sizes."""
+    path = tmp_path / "ct.dcm"
+    data = write(path, small_dataset(with_padding=True))
+    data_set = data[store_data.data_offset(path) :]
+    for size in (1, 7, 100, 4096, len(data_set)):
+        parts = [memoryview(data_set)[start : start + size] for start in range(0, len(data_set), size)]
+        whole_file.check_parts(parts, ExplicitVRLittleEndian)
+        cut = parts[:-1] if len(parts) > 1 else [parts[0][:-1]]
+        with pytest.raises(NotWhole, match="^truncated: "):
+            whole_file.check_parts(cut, ExplicitVRLittleEndian)

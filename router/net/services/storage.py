@@ -8,7 +8,10 @@ received instance (`event.dataset`, decoded only when read; `event.file_meta`;
 `event.encoded_dataset()`, the bytes as received; `event.save_as(path)`, a
 rename when the data set was spooled) and answers with the status it returns
 (an int, or a Dataset whose Status and ErrorComment are sent).
-With no handler bound the peer gets 0xC211 at once.
+With no handler bound the peer gets 0xC211 at once. A data set cut short (its
+elements announce more bytes than came: a peer sending a truncated file as it
+is) never reaches the handler: 0xC000 (cannot understand) with the element it
+ends in as the Error Comment.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ from router.net import evt
 from router.net.dimse import AssembledMessage
 from router.net.dimse_messages import CStoreRQ, CStoreRSP, Priority, status_dataset
 from router.net.sources import DatasetSource, source_for
-from router.net.status import MAX_ERROR_COMMENT, OUT_OF_RESOURCES, describe, status_of
+from router.net.status import CANNOT_UNDERSTAND, MAX_ERROR_COMMENT, OUT_OF_RESOURCES, describe, status_of
+from router.net.whole_file import NotWhole
 
 if TYPE_CHECKING:
     from router.net.association import Association
@@ -164,6 +168,13 @@ def serve_c_store(assoc: "Association", request: AssembledMessage) -> None:
     if received.error is not None:
         LOGGER.error(f"Refusing {message.affected_sop_instance_uid}: {received.error}")
         _respond(assoc, request, OUT_OF_RESOURCES, received.error)
+        return
+    try:
+        received.check_whole(context.transfer_syntax[0])
+    except NotWhole as exc:
+        LOGGER.error(f"Refusing {message.affected_sop_instance_uid}: the data set is {exc}")
+        received.discard()
+        _respond(assoc, request, CANNOT_UNDERSTAND, f"data set {exc}")
         return
     comment = ""
     try:
