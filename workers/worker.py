@@ -269,7 +269,8 @@ class Worker:
         """A PUSH socket to worker `worker`'s endpoint (made at first use)."""
         if worker not in self.peers:
             assert self.bus is not None
-            endpoints = worker_endpoints(self.spool.bus, self.config.router.bus, self.config.router.workers)
+            settings = self.identity.router  # as the worker started: a change of router: needs a restart
+            endpoints = worker_endpoints(self.spool.bus, settings.bus, settings.workers)
             self.peers[worker] = sender(self.bus, [endpoints[worker]])
         return self.peers[worker]
 
@@ -281,14 +282,26 @@ class Worker:
                 self._tell({lane})
 
     def _record(self, queue: Queue, messages: list[InstanceAccepted]) -> int:
-        """Record the kept messages and `messages` with their jobs; return how many were new.
+        """Record the kept messages, then `messages`, with their jobs, a BATCH per transaction; return how many were new.
 
         While the queue's outage waits, or if the queue cannot be written, they are kept for the next time.
         """
-        messages = [*self.kept, *messages]
-        self.kept.clear()
         if self.identity.outage.waiting():
-            self.kept.extend(messages)
+            self._keep(messages)
+            return 0
+        pending = [*self.kept, *messages]
+        self.kept.clear()
+        return sum(self._record_batch(queue, pending[start : start + BATCH]) for start in range(0, len(pending), BATCH))
+
+    def _keep(self, messages: list[InstanceAccepted]) -> None:
+        """Keep announcements the queue could not take; past KEPT_LIMIT the oldest go (said once), to a later scan."""
+        if len(self.kept) + len(messages) > KEPT_LIMIT and len(self.kept) < KEPT_LIMIT:
+            LOGGER.warning(f"over {KEPT_LIMIT} announcements wait for the queue: the oldest are left to a spool scan")
+        self.kept.extend(messages)
+
+    def _record_batch(self, queue: Queue, messages: list[InstanceAccepted]) -> int:
+        if self.identity.outage.waiting():
+            self._keep(messages)
             return 0
         ruleset = self.ruleset  # one rule set for the whole batch, even if a reload comes meanwhile
         recordings = [self._decide(ruleset, message) for message in messages]
@@ -296,7 +309,7 @@ class Worker:
         try:
             recorded, claimed = queue.record_claiming(recordings, self.index, time.time(), room, self.delivered_by)
         except QueueUnwritable:
-            self.kept.extend(messages)  # logged by the outage; the files stay in the spool
+            self._keep(messages)  # logged by the outage; the files stay in the spool
             return 0
         except Exception:  # noqa: BLE001 - the files stay in the spool: the next scan records them
             LOGGER.exception(f"could not record {len(messages)} instance(s); the spool scan will")
@@ -441,7 +454,7 @@ class Worker:
                 self.runners[lane] = DestinationRunner(destination, self.identity, lane.kind)
                 self.runners[lane].start()
         self.retired = [runner for runner in self.retired if runner.alive()]
-        self._hand_over(queue)
+        _guarded(self._hand_over, queue)
         for lane in sorted(queue.queued_lanes(self.index) - set(wanted) - set(self.delivered_by)):
             LOGGER.warning(f"jobs wait for '{lane.label}', which the config no longer has")
 
@@ -450,7 +463,7 @@ class Worker:
         DICOM destination's associations."""
         if lane.kind is not JobKind.STORE or not isinstance(destination, DicomDestination):
             return self.index
-        return delivering_worker(destination.max_associations, self.config.router.workers, self.index)
+        return delivering_worker(destination.max_associations, self.identity.router.workers, self.index)
 
 
 def _lanes_of(config: Config) -> dict[Lane, DicomDestination | FolderDestination]:

@@ -4,8 +4,12 @@ A file cut short (a copy interrupted, a disk full) still starts like a good
 one: its Pixel Data element announces more bytes than follow it. The data set
 is walked by its elements' headers, each value skipped by its length, never
 read: NotWhole names the first element, item or header that runs past the end
-of the file. Implicit and explicit VR, little and big endian; a deflated data
-set is not walked (its inflater fails on a cut stream).
+of the file. Implicit and explicit VR (the one the first element shows, as
+pydicom reads it), little and big endian, a UN element of undefined length as
+the Implicit VR sequence it holds (PS3.5 6.2.2); fewer bytes than an element
+header at the end are passed over, as pydicom does, and sequences nested over
+MAX_DEPTH are refused as corrupt. A deflated data set is not walked (its
+inflater fails on a cut stream).
 
 Entry points:
   * `check_data_set(fd, size, start, syntax, head)`, for a sender: the data set
@@ -37,7 +41,7 @@ from typing import BinaryIO
 from pydicom.datadict import dictionary_description
 from pydicom.tag import Tag
 from pydicom.uid import ExplicitVRBigEndian, ImplicitVRLittleEndian
-from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
+from pydicom.valuerep import EXPLICIT_VR_LENGTH_32, VR
 
 from router.net.errors import NetError
 
@@ -50,6 +54,10 @@ ITEM, ITEM_END, SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 DELIMITER_GROUP = 0xFFFE  # items and delimiters: a tag and a 4-byte length, never a VR
 UNDEFINED_LENGTH = 0xFFFFFFFF
 LONG_VRS = frozenset(vr.encode("ascii") for vr in EXPLICIT_VR_LENGTH_32)  # explicit VRs with a 4-byte length
+KNOWN_VRS = frozenset(vr.value.encode("ascii") for vr in VR if len(vr.value) == 2)  # PS3.5 Table 6.2-1
+UNKNOWN_VR = b"UN"
+MAX_DEPTH = 64  # sequences nested deeper are taken for a corrupt data set (and would exhaust the stack)
+TRAILING_IGNORED = 8  # fewer bytes than an element header at the end of a data set are passed over
 DEFLATED_SYNTAXES = frozenset({  # the data set itself is deflated (PS3.5 A.5, PS3.5 A.6)
     "1.2.840.10008.1.2.1.99",  # Deflated Explicit VR Little Endian
     "1.2.840.10008.1.2.4.95",  # JPIP Referenced Deflate
@@ -233,9 +241,9 @@ class _Walk:
         self.window, self.implicit, self.layout = window, implicit, _LAYOUTS[little_endian]
 
     def data_set(self, position: int) -> None:
-        """Past the elements from `position` to the end of the file. Explicit VR is taken for
-        implicit when the first element has no VR, as pydicom reads a file that says so but is not."""
-        self.implicit = self.implicit or not self.vr_at(position)
+        """Past the elements from `position` to the end of the file. The VR encoding is the one the
+        first element shows (a VR after its tag or not), whatever the syntax says, as pydicom reads it."""
+        self.implicit = not self.vr_at(position)
         self.elements(position)
 
     def tag_at(self, position: int) -> int | None:
@@ -247,24 +255,28 @@ class _Walk:
         return group << 16 | element
 
     def vr_at(self, position: int) -> bool:
-        """Whether the element at `position` has a VR: two capital letters after its tag."""
-        vr = self.window.peek(position, 6)[4:]
-        return len(vr) == 2 and vr.isalpha() and vr.isupper()
+        """Whether the element at `position` has a VR: one of PS3.5's after its tag."""
+        return self.window.peek(position, 6)[4:] in KNOWN_VRS
 
     def past_group(self, position: int, number: int) -> int:
         """Past the elements of group `number` from `position` (the file meta's)."""
         while (tag := self.tag_at(position)) is not None and tag >> 16 == number:
-            tag, length, position = self._header(position, "an element")
-            position = self._past_value(position, tag, length)
+            tag, length, position, vr = self._header(position, "an element")
+            position = self._past_value(position, tag, length, vr, depth=0)
         return position
 
-    def elements(self, position: int, in_item: bool = False) -> int:
-        """Past the elements from `position` to the end of the file, or of the undefined-length item they are in."""
+    def elements(self, position: int, depth: int = 0) -> int:
+        """Past the elements from `position` to the end of the file, or (`depth` > 0) of the
+        undefined-length item they are in. Fewer bytes than an element header at the end of the
+        file are no element: they are passed over, as pydicom does."""
+        in_item = depth > 0
         while (position := self._skim(position)) < self.window.size or in_item:
-            tag, length, position = self._header(position, "an element")
+            if not in_item and self.window.size - position < TRAILING_IGNORED:
+                return self.window.size
+            tag, length, position, vr = self._header(position, "an element")
             if in_item and tag == ITEM_END:
                 return position
-            position = self._past_value(position, tag, length)
+            position = self._past_value(position, tag, length, vr, depth)
         return position
 
     def _skim(self, position: int) -> int:
@@ -285,32 +297,38 @@ class _Walk:
         last = min(len(window.data), end) - header.size
         return window.start + _skim_explicit(window.data, offset, last, end, header.unpack_from, self.layout.long_vrs)
 
-    def _past_value(self, position: int, tag: int, length: int) -> int:
+    def _past_value(self, position: int, tag: int, length: int, vr: bytes, depth: int) -> int:
         if length != UNDEFINED_LENGTH:
             return self.window.past(position, length, _name(tag))
+        if depth >= MAX_DEPTH:
+            raise NotWhole(f"corrupt: sequences nested more than {MAX_DEPTH} deep")
         item_of = f"an item of {_name(tag)}"
+        # PS3.5 6.2.2: a UN value of undefined length is a sequence in Implicit VR Little Endian
+        walk = _Walk(self.window, implicit=True, little_endian=True) if vr == UNKNOWN_VR else self
         while True:  # items (a sequence's data sets, or fragments of encapsulated pixel data)
-            item, length, position = self._header(position, item_of)
+            item, length, position, _ = walk._header(position, item_of)
             if item == SEQUENCE_END:
                 return position
             if item != ITEM:
                 raise NotWhole(f"corrupt: {_name(tag)} holds {Tag(item)} where an item belongs")
             if length == UNDEFINED_LENGTH:
-                position = self.elements(position, in_item=True)
+                position = walk.elements(position, depth + 1)
             else:
                 position = self.window.past(position, length, item_of)
 
-    def _header(self, position: int, what: str) -> tuple[int, int, int]:
-        """The tag and value length of the element, item or delimiter at `position`, and where its value starts."""
+    def _header(self, position: int, what: str) -> tuple[int, int, int, bytes]:
+        """The tag and value length of the element, item or delimiter at `position`, where its
+        value starts, and its VR (b"" in Implicit VR and for items and delimiters)."""
         what = f"the header of {what}"
         head = self.window.bytes_at(position, 8, what)
         group, element = self.layout.tag.unpack_from(head)
         tag = group << 16 | element
         if self.implicit or group == DELIMITER_GROUP:
-            return tag, self.layout.long_length.unpack_from(head, 4)[0], position + 8
-        if head[4:6] in LONG_VRS:
-            return tag, self.layout.long_length.unpack(self.window.bytes_at(position + 8, 4, what))[0], position + 12
-        return tag, self.layout.short_length.unpack_from(head, 6)[0], position + 8
+            return tag, self.layout.long_length.unpack_from(head, 4)[0], position + 8, b""
+        vr = head[4:6]
+        if vr in LONG_VRS:
+            return tag, self.layout.long_length.unpack(self.window.bytes_at(position + 8, 4, what))[0], position + 12, vr
+        return tag, self.layout.short_length.unpack_from(head, 6)[0], position + 8, vr
 
 
 def _skim_implicit(data: bytes, offset: int, last: int, end: int, unpack: Callable) -> int:

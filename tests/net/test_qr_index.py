@@ -379,7 +379,8 @@ PIXELS_CUT = "truncated: Pixel Data needs 128 bytes, 78 remain"
         (write_encapsulated, lambda data: len(data) - 8, "truncated: the header of an item of Pixel Data needs 8 bytes, 0 remain"),
         (written(LIBRARY[1]), lambda data: data.index(b"MONOCHROME2") + 4,  # every key read, the image cut short before its pixels
          "truncated: Photometric Interpretation needs 12 bytes, 4 remain"),
-        (written(LIBRARY[1]), lambda data: data.index(b"MONOCHROME2") - 3, "truncated: the header of an element needs 8 bytes, 5 remain"),
+        (written(LIBRARY[1]), lambda data: data.rindex(b"\xe0\x7f\x10\x00") + 10,  # fewer than 8 bytes would be passed over
+         "unreadable (error: unpack requires a buffer of 4 bytes)"),  # pydicom, reading up to the pixel data
         (written(LIBRARY[6]), lambda data: len(data) // 2, "truncated or corrupt: the deflated data set does not inflate"),
     ],
     ids=["explicit", "implicit", "big-endian", "in-a-fragment", "no-delimiter", "in-an-element", "in-a-header", "deflated"],

@@ -12,6 +12,7 @@ read alone, however large the file.
 from __future__ import annotations
 
 import os
+import struct
 from pathlib import Path
 
 import pytest
@@ -103,9 +104,9 @@ def test_a_file_cut_where_its_pixel_data_ends_is_whole_and_sent_as_it_is(tmp_pat
     [
         (lambda data: data.index(b"Head") + 2, "truncated: Code Meaning needs 4 bytes, 2 remain"),  # in an item
         (lambda data: data.index(b"Head") + 4, "truncated: the header of an element needs 8 bytes, 0 remain"),  # no item end
-        (lambda data: data.index(b"MONOCHROME2") - 3, "truncated: the header of an element needs 8 bytes, 5 remain"),
+        (lambda data: data.rindex(b"\xe0\x7f\x10\x00") + 10, "truncated: the header of an element needs 4 bytes, 2 remain"),
     ],
-    ids=["in-an-item", "without-its-delimiter", "in-a-header"],
+    ids=["in-an-item", "without-its-delimiter", "in-the-pixel-data-header"],
 )
 def test_a_file_cut_before_its_pixel_data_is_refused_naming_what_is_missing(tmp_path, keep, reason):
     path = tmp_path / "ct.dcm"
@@ -205,12 +206,12 @@ def test_the_fast_loop_and_the_steps_agree_at_every_cut(tmp_path, monkeypatch, s
     """Every cut of a file with a sequence, an item of undefined length and an element after its
     pixel data: the verdict with the file's bytes in hand (the fast loop) is the one of a walk
     element by element through blocks read from the file; the cuts found whole are where a
-    top-level element ends."""
+    top-level element ends, or fewer bytes than an element header (8) past it, which are passed over."""
     path = tmp_path / "ct.dcm"
     data = write(path, small_dataset(with_padding=True), SYNTAX_NAMES[syntax_name])
     start = store_data.data_offset(path)
     syntax = SYNTAX_NAMES[syntax_name]
-    expected_whole = top_level_ends(path, start, syntax)
+    expected_whole = sorted({end + extra for end in top_level_ends(path, start, syntax) for extra in range(8)} & set(range(len(data) + 1)))
 
     def verdicts(fd: int, keep: int) -> tuple[str, str]:
         fast = verdict(lambda: check_data_set(fd, keep, start, syntax, data[:keep]))
@@ -282,3 +283,59 @@ def test_a_data_set_received_in_fragments_is_checked_across_them(tmp_path):
         cut = parts[:-1] if len(parts) > 1 else [parts[0][:-1]]
         with pytest.raises(NotWhole, match="^truncated: "):
             whole_file.check_parts(cut, ExplicitVRLittleEndian)
+
+
+# ---- data sets that pydicom reads: the check must take them as whole ---------------------------
+def explicit_element(group: int, element: int, vr: bytes, value: bytes, length: int | None = None) -> bytes:
+    """One Explicit VR Little Endian element (`length` replaces the value's, e.g. undefined)."""
+    length = len(value) if length is None else length
+    if vr in (b"OB", b"OW", b"SQ", b"UN", b"UT"):
+        return struct.pack("<HH2s2xI", group, element, vr, length) + value
+    return struct.pack("<HH2sH", group, element, vr, length) + value
+
+
+def implicit_item(*elements: bytes, undefined: bool = True) -> bytes:
+    body = b"".join(elements)
+    if not undefined:
+        return struct.pack("<HHI", 0xFFFE, 0xE000, len(body)) + body
+    return struct.pack("<HHI", 0xFFFE, 0xE000, UNDEFINED) + body + struct.pack("<HHI", 0xFFFE, 0xE00D, 0)
+
+
+UNDEFINED = 0xFFFFFFFF
+SEQUENCE_END = struct.pack("<HHI", 0xFFFE, 0xE0DD, 0)
+HEAD_ELEMENTS = explicit_element(0x0008, 0x0016, b"UI", b"1.2.840.10008.5.1.4.1.1.7\0") + explicit_element(
+    0x0008, 0x0018, b"UI", b"1.2.3.4\0"
+)
+NAME = explicit_element(0x0010, 0x0010, b"PN", b"DOE^J ")
+
+
+def test_a_un_element_of_undefined_length_is_walked_as_the_implicit_vr_sequence_it_is():
+    """PS3.5 6.2.2: a private sequence passed on by a node without its dictionary."""
+    private = struct.pack("<HHI", 0x0009, 0x1002, 4) + b"abcd"  # Implicit VR, inside the UN
+    un = explicit_element(0x0009, 0x1001, b"UN", implicit_item(private) + SEQUENCE_END, UNDEFINED)
+    data_set = HEAD_ELEMENTS + explicit_element(0x0009, 0x0010, b"LO", b"PRIVATE ") + un + NAME
+    whole_file.check_parts([data_set], ExplicitVRLittleEndian)
+    with pytest.raises(NotWhole, match="^truncated: "):
+        whole_file.check_parts([data_set[: len(data_set) - len(NAME) - 4]], ExplicitVRLittleEndian)
+
+
+def test_sequences_nested_past_the_limit_are_refused_not_a_crash():
+    opening = explicit_element(0x0040, 0xA730, b"SQ", b"", UNDEFINED) + struct.pack("<HHI", 0xFFFE, 0xE000, UNDEFINED)
+    closing = struct.pack("<HHI", 0xFFFE, 0xE00D, 0) + SEQUENCE_END
+    for depth, fits in ((whole_file.MAX_DEPTH, True), (2000, False)):
+        data_set = HEAD_ELEMENTS + opening * depth + closing * depth
+        if fits:
+            whole_file.check_parts([data_set], ExplicitVRLittleEndian)
+            continue
+        with pytest.raises(NotWhole, match=f"^corrupt: sequences nested more than {whole_file.MAX_DEPTH} deep$"):
+            whole_file.check_parts([data_set], ExplicitVRLittleEndian)
+
+
+def test_explicit_vr_bytes_in_an_implicit_vr_context_and_a_few_trailing_bytes_are_whole():
+    """As pydicom reads them: the VR encoding the data shows, and fewer bytes than a header passed over."""
+    data_set = HEAD_ELEMENTS + NAME
+    whole_file.check_parts([data_set], ImplicitVRLittleEndian)
+    for trailing in range(1, 8):
+        whole_file.check_parts([data_set + b"\0" * trailing], ExplicitVRLittleEndian)
+    with pytest.raises(NotWhole, match="^truncated: "):
+        whole_file.check_parts([data_set + explicit_element(0x0010, 0x0020, b"LO", b"", 100)], ExplicitVRLittleEndian)

@@ -19,9 +19,13 @@ import pytest
 
 from router.net import AE, evt
 from router.net.status import SUCCESS
+from rules.decision import Decision, Forward
 from tests.conftest import LOOPBACK, pick_free_port, wait_until
 from tests.interop import store_data
-from tests.workers.harness import WorkerProcess, instances
+from tests.workers.harness import Announcer, WorkerProcess, instances
+from workers.jobs import Lane
+from workers.queue import Queue, Recording
+from workers.worker import Worker
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -126,3 +130,25 @@ def test_jobs_recorded_by_a_worker_without_a_share_go_at_once(setup, running, an
         assert wait_until(lambda: destination.stored[uid] == 1, DELIVERY_TIMEOUT), [w.output() for w in workers]
     assert [delivered_by(worker) for worker in workers] == [len(sent), 0]
     assert destination.most == 1
+
+
+def test_a_worker_without_a_share_hands_over_the_jobs_it_holds_queued(setup, destination, tmp_path):
+    """Jobs a worker recorded for itself (before a reload gave its share away) go to the worker
+    that now delivers the destination, when the worker applies its destinations."""
+    setup.router["workers"] = 2
+    setup.dicom("pacs", destination.port, associations=1)
+    setup.forward_all("pacs")
+    worker = Worker(setup.write(), 1)
+    queue = Queue(setup.spool)
+    try:
+        announcer = Announcer(setup)
+        messages = [announcer.put(instance) for instance in instances(tmp_path / "data", 3)]
+        announcer.close()
+        queue.record([Recording(message, Decision((Forward("pacs", rule="everything"),))) for message in messages], 1, time.time())
+        worker._apply_destinations(queue)
+        assert worker.delivered_by == {Lane("pacs"): 0}
+        assert queue.claim_many(1, Lane("pacs"), time.time(), 10) == []
+        assert len(queue.claim_many(0, Lane("pacs"), time.time(), 10)) == 3
+    finally:
+        worker._drain()
+        queue.close()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import resource
+import sqlite3
 import threading
 import time
 from collections import Counter
@@ -24,6 +25,7 @@ from router.net.status import SUCCESS
 from tests.conftest import LOOPBACK, pick_free_port, wait_until
 from tests.interop import store_data
 from tests.workers.harness import FAST_SCAN, LimitedWorkerProcess, RouterSetup, instances, received
+from workers import queue as queue_module
 from workers.queue import JobState, Queue, QueueOutage, QueueUnwritable
 
 pytestmark = pytest.mark.timeout(90)
@@ -215,3 +217,18 @@ def test_an_outage_is_logged_once_each_way_and_sets_a_growing_wait(tmp_path, cap
         ("ERROR", f"{error}: accepted instances wait in the spool; trying again with a back-off"),
         ("INFO", f"the queue {error.path} {WRITABLE_AGAIN}"),
     ]
+
+
+@pytest.mark.parametrize(
+    "message, code, unwritable",
+    [
+        ("database or disk is full", 13, True),  # SQLITE_FULL
+        ("attempt to write a readonly database", 8, True),  # SQLITE_READONLY
+        ("disk I/O error", 10 | 3 << 8, True),  # SQLITE_IOERR_WRITE: an extended code
+        ("no such table: jobs", 1, False),  # SQLITE_ERROR: a bug, not the disk
+    ],
+)
+def test_which_sqlite_errors_say_the_queue_cannot_be_written(message, code, unwritable):
+    error = sqlite3.OperationalError(message)
+    error.sqlite_errorcode = code
+    assert queue_module._unwritable(error) is unwritable
