@@ -235,16 +235,16 @@ class _Walk:
     returns the position after what it passed; NotWhole as soon as a header or value goes past
     the end of the file."""
 
-    __slots__ = ("window", "implicit", "layout")
+    __slots__ = ("window", "implicit", "little_endian", "layout")
 
     def __init__(self, window: _Window, implicit: bool, little_endian: bool) -> None:
-        self.window, self.implicit, self.layout = window, implicit, _LAYOUTS[little_endian]
+        self.window, self.implicit, self.little_endian = window, implicit, little_endian
+        self.layout = _LAYOUTS[little_endian]
 
     def data_set(self, position: int) -> None:
         """Past the elements from `position` to the end of the file. The VR encoding is the one the
         first element shows (a VR after its tag or not), whatever the syntax says, as pydicom reads it."""
-        self.implicit = not self.vr_at(position)
-        self.elements(position)
+        self.as_found(position).elements(position)
 
     def tag_at(self, position: int) -> int | None:
         """The tag of the element at `position`; None at the end."""
@@ -253,6 +253,11 @@ class _Walk:
             return None
         group, element = self.layout.tag.unpack(head)
         return group << 16 | element
+
+    def as_found(self, position: int) -> _Walk:
+        """This walk, or one in the other VR encoding if the element at `position` shows that one."""
+        implicit = not self.vr_at(position)
+        return self if implicit == self.implicit else _Walk(self.window, implicit, self.little_endian)
 
     def vr_at(self, position: int) -> bool:
         """Whether the element at `position` has a VR: one of PS3.5's after its tag."""
@@ -311,8 +316,8 @@ class _Walk:
                 return position
             if item != ITEM:
                 raise NotWhole(f"corrupt: {_name(tag)} holds {Tag(item)} where an item belongs")
-            if length == UNDEFINED_LENGTH:
-                position = walk.elements(position, depth + 1)
+            if length == UNDEFINED_LENGTH:  # its elements in the VR encoding they show, as pydicom reads them
+                position = walk.as_found(position).elements(position, depth + 1)
             else:
                 position = self.window.past(position, length, item_of)
 

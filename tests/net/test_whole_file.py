@@ -339,3 +339,13 @@ def test_explicit_vr_bytes_in_an_implicit_vr_context_and_a_few_trailing_bytes_ar
         whole_file.check_parts([data_set + b"\0" * trailing], ExplicitVRLittleEndian)
     with pytest.raises(NotWhole, match="^truncated: "):
         whole_file.check_parts([data_set + explicit_element(0x0010, 0x0020, b"LO", b"", 100)], ExplicitVRLittleEndian)
+
+
+def test_an_item_in_implicit_vr_inside_an_explicit_vr_data_set_is_walked_as_it_is_encoded():
+    """Old writers put Implicit VR items in Explicit VR sequences; pydicom reads them."""
+    code = struct.pack("<HHI", 0x0008, 0x0100, 6) + b"T-1234"  # Implicit VR, in an item of undefined length
+    sequence = explicit_element(0x0008, 0x2218, b"SQ", implicit_item(code) + SEQUENCE_END, UNDEFINED)
+    data_set = HEAD_ELEMENTS + sequence + NAME
+    whole_file.check_parts([data_set], ExplicitVRLittleEndian)
+    with pytest.raises(NotWhole, match="^truncated: "):
+        whole_file.check_parts([data_set[: len(HEAD_ELEMENTS) + len(sequence) - 12]], ExplicitVRLittleEndian)
