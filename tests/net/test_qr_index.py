@@ -30,7 +30,7 @@ from router.net import sop_class
 from router.net.apps import movescu, qrscp
 from router.net.apps.common import QueryKeyError, build_identifier
 from router.net.apps.qr_config import ConfigError, Destination, load_config
-from router.net.apps.qr_index import InstanceIndex, NotIndexable, check_sendable, read_instance
+from router.net.apps.qr_index import InstanceIndex, NotIndexable, read_instance
 from router.net.apps.qr_match import UNIVERSAL, AnyOf, EmptyValue, Range, SingleValue, Wildcard, as_values
 from router.net.apps.qr_match import compile_condition
 from router.net.apps.qr_model import PATIENT_ROOT, PATIENT_STUDY_ONLY, STUDY_ROOT, IdentifierError, Level
@@ -479,7 +479,8 @@ def test_a_rescan_reads_only_changed_files_and_drops_vanished_ones(index, librar
 
 def test_a_file_is_checked_again_before_it_is_sent(index, library):
     """What the index holds is read again only if its file changed since it was indexed: cut short,
-    replaced by another instance or gone, it cannot be sent; rewritten as it was, it can."""
+    replaced by another instance or gone, it cannot be sent; rewritten as it was, it can, and is
+    indexed anew (not read again next time)."""
     p1 = index.retrieve(retrieve_query(identifier("PATIENT", PatientID="P1"), PATIENT_ROOT))
     indexed = {instance.sop_instance_uid: instance for instance in p1}
     cut, replaced, gone, rewritten, untouched = (indexed[spec.sop_uid] for spec in LIBRARY[:5])
@@ -491,13 +492,16 @@ def test_a_file_is_checked_again_before_it_is_sent(index, library):
     reasons = []
     for instance in (cut, replaced, gone):
         with pytest.raises(NotIndexable) as error:
-            check_sendable(instance)
+            index.check_sendable(instance)
         reasons.append(str(error.value))
     assert reasons == [
         PIXELS_CUT, f"changed since it was indexed: it now holds {LIBRARY[7].sop_uid}", "No such file or directory",
     ]
-    check_sendable(rewritten)
-    check_sendable(untouched)
+    index.check_sendable(rewritten)
+    index.check_sendable(untouched)
+    again = {instance.sop_instance_uid: instance for instance in index.retrieve(retrieve_query(identifier("PATIENT", PatientID="P1"), PATIENT_ROOT))}
+    status = os.stat(rewritten.path)
+    assert (again[rewritten.sop_instance_uid].size, again[rewritten.sop_instance_uid].mtime) == (status.st_size, status.st_mtime_ns)
 
 
 def test_the_index_survives_a_restart(library, tmp_path):

@@ -8,7 +8,7 @@ folder: new or changed files are read (up to the pixel data), then checked to
 be whole by the headers of what follows (the pixel data is never loaded); what
 is not a regular file, not DICOM or cut short is logged as an error and
 skipped, and so is a folder that cannot be listed; rows of vanished or now
-skipped files are dropped. Before a file is sent, `check_sendable` sees that it
+skipped files are dropped. Before a file is sent, `InstanceIndex.check_sendable` sees that it
 still holds the instance indexed, whole: a file cut short since has another
 size, and is read and checked again like a new one.
 Associations run on their own threads, so one connection serves them all
@@ -152,6 +152,20 @@ class InstanceIndex:
             self._put(instance, status)
         return instance
 
+    def check_sendable(self, instance: StoredInstance) -> None:
+        """NotIndexable unless the file of the indexed `instance` still holds it whole: unchanged since
+        it was indexed (the same size and modification time), or read again (`read_instance`) and
+        found whole and the same instance, which is then indexed as it is now (its keys may have
+        changed; it is not read again next time). A file cut short has another size: always read again."""
+        status = _regular_file_status(instance.path)
+        if (status.st_size, status.st_mtime_ns) == (instance.size, instance.mtime):
+            return
+        now = read_instance(instance.path)
+        if now.sop_instance_uid != instance.sop_instance_uid:
+            raise NotIndexable(f"changed since it was indexed: it now holds {now.sop_instance_uid}")
+        with self._lock:
+            self._put(now, status)
+
     def _put(self, instance: StoredInstance, status: os.stat_result) -> None:
         """Index `instance` as its file was (`status`) before it was read: a later change is seen."""
         record = instance.record
@@ -251,18 +265,6 @@ def _regular_file_status(path: str) -> os.stat_result:
     if not stat.S_ISREG(status.st_mode):
         raise NotIndexable(f"not a regular file ({NOT_REGULAR.get(stat.S_IFMT(status.st_mode), 'of a special kind')})")
     return status
-
-
-def check_sendable(instance: StoredInstance) -> None:
-    """NotIndexable unless the file of the indexed `instance` still holds it whole: unchanged since
-    it was indexed (the same size and modification time), or read again (`read_instance`) and
-    found whole and the same instance. A file cut short has another size: it is always read again."""
-    status = _regular_file_status(instance.path)
-    if (status.st_size, status.st_mtime_ns) == (instance.size, instance.mtime):
-        return
-    now = read_instance(instance.path)
-    if now.sop_instance_uid != instance.sop_instance_uid:
-        raise NotIndexable(f"changed since it was indexed: it now holds {now.sop_instance_uid}")
 
 
 def _files(folder: str, unlistable: Callable[[OSError], None]):

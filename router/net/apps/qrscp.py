@@ -8,7 +8,7 @@ At start the files under `instance_location` are indexed (`qr_index`).
 C-STOREd instances are written there bit for bit as `<SOP Instance UID>.dcm`
 and indexed. C-FIND, C-GET and C-MOVE serve the Patient Root, Study Root and
 Patient/Study Only models at every level they define; retrievals stream the
-stored files as they are, each checked again first (`qr_index.check_sendable`):
+stored files as they are, each checked again first (`InstanceIndex.check_sendable`):
 a file cut short, changed or gone since it was indexed is not sent, its
 sub-operation fails with the reason logged, and its SOP Instance UID is in the
 final response's Failed SOP Instance UID List.
@@ -36,7 +36,7 @@ from router.net.apps.common import exit_process
 from router.net.apps.common import add_output_options, add_timeout_options, parse_ae_title, parse_port, parse_seconds
 from router.net.apps.common import serve, setup_logging
 from router.net.apps.qr_config import OVERRIDABLE, ConfigError, QRConfig, load_config
-from router.net.apps.qr_index import InstanceIndex, NotIndexable, StoredInstance, check_sendable
+from router.net.apps.qr_index import InstanceIndex, NotIndexable, StoredInstance
 from router.net.apps.qr_model import MODELS, IdentifierError, Query
 from router.net.apps.qr_model import find_query, find_response, retrieve_query
 from router.net.apps.storescp import FILE_SUFFIX
@@ -138,7 +138,7 @@ class QueryRetrieveService:
         if isinstance(instances, Dataset):
             yield instances, None  # in place of the count: the retrieve ends at once
             return
-        yield from _sub_operations(event, instances)
+        yield from self._sub_operations(event, instances)
 
     def on_move(self, event: evt.Event) -> Iterator:
         """Where the move destination listens, then the number of instances, then each one's file."""
@@ -153,12 +153,30 @@ class QueryRetrieveService:
         if isinstance(instances, Dataset):
             yield instances, None
             return
-        yield from _sub_operations(event, instances)
+        yield from self._sub_operations(event, instances)
 
     def _bound_destination_waits(self, event: evt.Event) -> None:
         """On an association to a move destination, once connected: wait at most the destination
         timeout for its association answer, each C-STORE response and its release."""
         event.assoc.acse_timeout = event.assoc.dimse_timeout = self.config.destination_timeout
+
+    def _sub_operations(self, event: evt.Event, instances: list[StoredInstance]) -> Iterator:
+        """The count, then each instance's file: the engine streams it, or encodes it anew in the
+        uncompressed syntax a peer accepted instead of the file's own."""
+        yield len(instances)
+        for instance in instances:
+            if event.is_cancelled:
+                yield CANCEL, None
+                return
+            yield PENDING, self._sendable(instance)
+
+    def _sendable(self, instance: StoredInstance) -> str | Unsendable:
+        """The file of `instance` if it still holds the instance indexed, whole; else why not."""
+        try:
+            self.index.check_sendable(instance)
+        except NotIndexable as exc:
+            return Unsendable(instance.sop_instance_uid, f"{instance.path}: {exc}")
+        return instance.path
 
     def _retrieve(self, event: evt.Event, service: str) -> list[StoredInstance] | Dataset:
         """The instances a C-GET/C-MOVE asks for; the failure status if its identifier is invalid."""
@@ -182,26 +200,6 @@ def _invalid_identifier(service: str, error: IdentifierError) -> Dataset:
     status.Status = DOES_NOT_MATCH_SOP_CLASS
     status.ErrorComment = str(error)[:MAX_ERROR_COMMENT]
     return status
-
-
-def _sub_operations(event: evt.Event, instances: list[StoredInstance]) -> Iterator:
-    """The count, then each instance's file: the engine streams it, or encodes it anew in the
-    uncompressed syntax a peer accepted instead of the file's own."""
-    yield len(instances)
-    for instance in instances:
-        if event.is_cancelled:
-            yield CANCEL, None
-            return
-        yield PENDING, _sendable(instance)
-
-
-def _sendable(instance: StoredInstance) -> str | Unsendable:
-    """The file of `instance` if it still holds the instance indexed, whole; else why not."""
-    try:
-        check_sendable(instance)
-    except NotIndexable as exc:
-        return Unsendable(instance.sop_instance_uid, f"{instance.path}: {exc}")
-    return instance.path
 
 
 # ---- the app ---------------------------------------------------------------------------------------
