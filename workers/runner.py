@@ -31,7 +31,9 @@ When the queue cannot be written (a full disk: `QueueUnwritable`), a thread
 keeps its endings (their spool files stay) and the jobs it claimed, and tries
 again when the worker's `QueueOutage` says (logged there, once): opening its
 connection, recording the endings, claiming. Jobs already in hand are still
-run meanwhile, up to a batch of endings.
+run meanwhile, up to a batch of endings. A runner stopped (retired by a reload)
+before its threads could connect goes on trying until it can put the jobs in
+its hand back in the queue, or until it is broken off.
 """
 
 from __future__ import annotations
@@ -160,7 +162,9 @@ class DestinationRunner:
 
     def abort(self) -> None:
         """Break off the deliveries still running (their jobs stay in flight until the next start)."""
-        self._aborted = True
+        with self._condition:
+            self._aborted = True
+            self._condition.notify_all()  # a thread still trying to connect gives up
         if self._ae is not None:
             self._ae.shutdown()
 
@@ -202,15 +206,20 @@ class DestinationRunner:
             queue.close()
 
     def _connect(self) -> Queue | None:
-        """This thread's queue connection, tried again after each wait the outage sets; None once the runner stops."""
+        """This thread's queue connection, tried again after each wait the outage sets; None once the
+        runner stops with no job in hand (one stopping with jobs in hand goes on trying, to put them
+        back in the queue, until it is broken off)."""
         while True:
             try:
                 return self.worker.queue()
             except QueueUnwritable:
                 pass  # the outage logged it
             with self._condition:
-                if self._condition.wait_for(lambda: self._stopping, self.worker.outage.pause()):
+                if self._condition.wait_for(self._may_end_unconnected, self.worker.outage.pause()):
                     return None
+
+    def _may_end_unconnected(self) -> bool:
+        return self._aborted or (self._stopping and not self._hand)
 
     def _next(self, queue: Queue, sender: Sender) -> Job | None:
         """The next job in hand, claimed from the queue if need be, or waited for; None once the runner stops.

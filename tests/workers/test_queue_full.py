@@ -20,13 +20,25 @@ from pathlib import Path
 
 import pytest
 
+from router.bus import InstanceAccepted
+from router.config import load_config
 from router.net import AE, evt
 from router.net.status import SUCCESS
+from router.spool import Spool
+from rules.decision import Decision, Forward
 from tests.conftest import LOOPBACK, pick_free_port, wait_until
 from tests.interop import store_data
-from tests.workers.harness import FAST_SCAN, LimitedWorkerProcess, RouterSetup, instances, received
+from tests.workers.harness import (
+    FAST_SCAN,
+    LimitedWorkerProcess,
+    RouterSetup,
+    instances,
+    received,
+)
 from workers import queue as queue_module
-from workers.queue import JobState, Queue, QueueOutage, QueueUnwritable
+from workers.jobs import Lane
+from workers.queue import JobState, Queue, QueueOutage, QueueUnwritable, Recording
+from workers.runner import DestinationRunner, WorkerIdentity
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -61,6 +73,13 @@ def told_once(worker: LimitedWorkerProcess, queue_path: Path) -> bool:
         and " ERROR " in lines[0]
         and "Traceback" not in worker.output()
     )
+
+
+def announcement(spool: Spool, uid: str) -> InstanceAccepted:
+    """A spool file for `uid` and its announcement."""
+    name = spool.new_name(uid)
+    spool.path_of(name).write_bytes(b"instance " + uid.encode())
+    return InstanceAccepted(name, "1.2.840.10008.5.1.4.1.1.2", uid, "1.2.840.10008.1.2.1", "CT1", "ROUTER", LOOPBACK, 10, time.time())
 
 
 def spool_names(setup: RouterSetup) -> set[str]:
@@ -232,3 +251,31 @@ def test_which_sqlite_errors_say_the_queue_cannot_be_written(message, code, unwr
     error = sqlite3.OperationalError(message)
     error.sqlite_errorcode = code
     assert queue_module._unwritable(error) is unwritable
+
+
+def test_a_runner_stopped_while_the_queue_cannot_be_opened_puts_its_jobs_back_once_it_can(tmp_path):
+    """A reload retires a runner during an outage: the jobs handed to it go back to the queue when it
+    can be written again, not at the worker's next start."""
+    setup = RouterSetup(tmp_path)
+    setup.folder("archive")
+    setup.forward_all("archive")
+    config = load_config(setup.write())
+    lane = Lane("archive")
+    queue = Queue(setup.spool)
+    messages = [announcement(setup.spool, f"1.2.3.{number}") for number in range(3)]
+    queue.record([Recording(message, Decision((Forward("archive", rule="everything"),))) for message in messages], 0, time.time())
+    claimed = queue.claim_many(0, lane, time.time(), 10)
+    queue.close()
+    saved = setup.spool.queue_path.with_name("saved.db")
+    setup.spool.queue_path.rename(saved)
+    setup.spool.queue_path.mkdir()  # no queue file SQLite can open
+    runner = DestinationRunner(config.destinations["archive"], WorkerIdentity(setup.spool, 0, config.router))
+    runner.offer(claimed)
+    runner.start()
+    runner.stop()
+    time.sleep(0.5)
+    assert runner.alive()  # still trying, with the jobs in hand
+    setup.spool.queue_path.rmdir()
+    saved.rename(setup.spool.queue_path)
+    assert runner.join(time.monotonic() + 10)
+    assert {job.state for job in Queue(setup.spool).list_jobs()} == {JobState.QUEUED}
