@@ -10,13 +10,13 @@ names (Implicit VR Little Endian when it names none).
 
 A file is checked to be whole before it makes a source (router.net.whole_file):
 one cut short, whose data set announces more bytes than the file holds, raises
-NotWhole (a ValueError) and is never sent. The check walks the data set's
-element headers in the bytes already read for the file meta and skips each
-value by its length, so a data set that ends with its pixel data, as most do,
-is checked without another read (a few microseconds for a small instance); the
-file is read again (os.pread, while it is open) only where headers lie past
-those bytes: elements after the pixel data, encapsulated fragments. A file
-without a usable file meta is checked as pydicom decoded it.
+NotWhole (a ValueError) and is never sent. A data set that ends with its
+pixel data, as most do, is checked by that element's header alone in the bytes
+already read for the file meta (~1.5 us for a small instance); any other is
+walked by its element headers, each value skipped by its length, and the file
+is read again (os.pread, while it is open) only where headers lie past those
+bytes: elements after the pixel data, encapsulated fragments. A file without a
+usable file meta is checked as pydicom decoded it.
 """
 
 from __future__ import annotations

@@ -79,9 +79,15 @@ def check_data_set(fd: int, size: int, start: int, syntax: str, head: bytes = b"
     """NotWhole unless the data set from `start` to the end of the file open as `fd` (`size`
     bytes), encoded in transfer syntax `syntax`, is whole. `head` holds the file's first bytes:
     the walk reads the file only past them. A deflated data set is not checked."""
+    _check(functools.partial(os.pread, fd), size, start, syntax, head)
+
+
+def _check(read: Callable[[int, int], bytes], size: int, start: int, syntax: str, head: bytes) -> None:
+    """NotWhole unless the data set from `start` to `size`, in `syntax`, is whole: first by its
+    Pixel Data header alone, else walked through `head` and what `read(count, position)` gives."""
     encoding = _encoding(syntax)
     if encoding is not None and not _ends_with_pixel_data(head, start, size, *encoding):
-        _Walk(_Window(functools.partial(os.pread, fd), size, head), *encoding).data_set(start)
+        _Walk(_Window(read, size, head), *encoding).data_set(start)
 
 
 def _ends_with_pixel_data(head: bytes, start: int, size: int, implicit: bool, little_endian: bool) -> bool:
@@ -106,13 +112,8 @@ def _ends_with_pixel_data(head: bytes, start: int, size: int, implicit: bool, li
 def check_parts(parts: Sequence[bytes | memoryview], syntax: str) -> None:
     """NotWhole unless the data set received as `parts` (its fragments, in order), encoded in
     transfer syntax `syntax`, is whole: checked as `check_data_set` checks a file."""
-    encoding = _encoding(syntax)
-    if encoding is None or not parts:
-        return
-    size = sum(map(len, parts))
-    head = bytes(parts[0][:HEAD])
-    if not _ends_with_pixel_data(head, 0, size, *encoding):
-        _Walk(_Window(_Parts(parts), size, head), *encoding).data_set(0)
+    if parts:
+        _check(_Parts(parts), sum(map(len, parts)), 0, syntax, bytes(parts[0][:HEAD]))
 
 
 class _Parts:

@@ -20,11 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from router.bus import InstanceAccepted
 from router.config import load_config
 from router.net import AE, evt
 from router.net.status import SUCCESS
-from router.spool import Spool
 from rules.decision import Decision, Forward
 from tests.conftest import LOOPBACK, pick_free_port, wait_until
 from tests.interop import store_data
@@ -35,6 +33,7 @@ from tests.workers.harness import (
     instances,
     received,
 )
+from tests.workers.test_queue import accepted
 from workers import queue as queue_module
 from workers.jobs import Lane
 from workers.queue import JobState, Queue, QueueOutage, QueueUnwritable, Recording
@@ -73,13 +72,6 @@ def told_once(worker: LimitedWorkerProcess, queue_path: Path) -> bool:
         and " ERROR " in lines[0]
         and "Traceback" not in worker.output()
     )
-
-
-def announcement(spool: Spool, uid: str) -> InstanceAccepted:
-    """A spool file for `uid` and its announcement."""
-    name = spool.new_name(uid)
-    spool.path_of(name).write_bytes(b"instance " + uid.encode())
-    return InstanceAccepted(name, "1.2.840.10008.5.1.4.1.1.2", uid, "1.2.840.10008.1.2.1", "CT1", "ROUTER", LOOPBACK, 10, time.time())
 
 
 def spool_names(setup: RouterSetup) -> set[str]:
@@ -262,7 +254,7 @@ def test_a_runner_stopped_while_the_queue_cannot_be_opened_puts_its_jobs_back_on
     config = load_config(setup.write())
     lane = Lane("archive")
     queue = Queue(setup.spool)
-    messages = [announcement(setup.spool, f"1.2.3.{number}") for number in range(3)]
+    messages = [accepted(setup.spool, f"1.2.3.{number}") for number in range(3)]
     queue.record([Recording(message, Decision((Forward("archive", rule="everything"),))) for message in messages], 0, time.time())
     claimed = queue.claim_many(0, lane, time.time(), 10)
     queue.close()
