@@ -225,7 +225,7 @@ def _bytes_sink(context_id: int, message: DimseMessage) -> DatasetSink:
     return BytesSink()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made per message, and frozen ones cost 3x to build
 class AssembledMessage:
     """A complete received message. `dataset` is what the sink's `finish` returned (by default
     the data set bytes in the context's transfer syntax), or None when there is no data set."""
@@ -282,17 +282,19 @@ class MessageAssembler:
         if len(self._command) + len(pdv.data) > MAX_COMMAND_LENGTH:
             return self._fail(f"command set longer than {MAX_COMMAND_LENGTH} bytes")
         self._context_id = pdv.context_id
-        self._command += pdv.data
         if not pdv.is_last:
+            self._command += pdv.data
             return None
-        decoded = decode_command(self._command)
+        # A command set in one fragment, the usual case, is decoded where it lies, without a copy.
+        decoded = decode_command(pdv.data if not self._command else self._command + pdv.data)
         if isinstance(decoded, DimseError):
             return self._fail(f"undecodable command set: {decoded}")
         if not decoded.has_dataset:
             return self._complete(pdv.context_id, decoded.message, None)
         self._sink = self._sink_factory(pdv.context_id, decoded.message)
         self._message = decoded.message
-        self._command = bytearray()
+        if self._command:
+            self._command = bytearray()
         return None
 
     def _feed_data(self, pdv: PDV) -> AssembledMessage | DimseError | None:

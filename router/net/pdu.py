@@ -45,6 +45,7 @@ __all__ = [
 DEFAULT_MAX_ASSOCIATION_PDU = 1 << 20
 
 _PDU_HEADER = struct.Struct(">BxI")  # PDU-type, reserved, PDU-length
+_P_DATA_TF = int(PduType.P_DATA_TF)  # compared on every PDU decoded: a plain int
 _ASSOCIATION_FIXED = struct.Struct(">H2x16s16s32x")  # version, reserved, called, calling, reserved
 _REJECT = struct.Struct(">xBBB")  # reserved, result, source, reason
 _ABORT = struct.Struct(">2xBB")  # reserved, reserved, source, reason
@@ -258,14 +259,16 @@ def decode(
     decoder = _DECODERS.get(pdu_type)
     if decoder is None:
         return _unrecognized(pdu_type)
-    limit = max_pdata_length if pdu_type == PduType.P_DATA_TF else max_other_length
+    limit = max_pdata_length if pdu_type == _P_DATA_TF else max_other_length
     if limit and length > limit:
         return PduTooLarge(length, limit)
     end = HEADER_LENGTH + length
     if len(view) < end:
         return INCOMPLETE
-    pdu = _decode_with(decoder, view[HEADER_LENGTH:end])
-    return pdu if isinstance(pdu, PduError) else Decoded(pdu, end)
+    try:
+        return Decoded(decoder(view[HEADER_LENGTH:end]), end)
+    except PduError as error:
+        return error.with_traceback(None)  # see _decode_with
 
 
 def decode_body(pdu_type: int, body: bytes | bytearray | memoryview) -> Pdu | PduError:
@@ -285,6 +288,8 @@ def _decode_with(decoder: Callable[[memoryview], Pdu], body: memoryview) -> Pdu 
 
 
 def _byte_view(buf: bytes | bytearray | memoryview) -> memoryview:
+    if type(buf) is memoryview and buf.format == "B":
+        return buf  # a byte view already (a connection's slice of what it read): kept, not wrapped again
     view = memoryview(buf)
     return view if view.format == "B" else view.cast("B")
 

@@ -121,7 +121,11 @@ class _Parts:
 
     def __init__(self, parts: Sequence[bytes | memoryview]) -> None:
         self.parts = parts
-        self.starts = list(itertools.accumulate(map(len, parts), initial=0))[:-1]
+
+    @functools.cached_property
+    def starts(self) -> list[int]:
+        """Where each part starts: worked out at the first read (the quick check reads none)."""
+        return list(itertools.accumulate(map(len, self.parts), initial=0))[:-1]
 
     def __call__(self, count: int, position: int) -> bytes:
         index = bisect.bisect_right(self.starts, position) - 1

@@ -163,7 +163,8 @@ def serve_c_store(assoc: "Association", request: AssembledMessage) -> None:
     """Answer a C-STORE-RQ with the status EVT_C_STORE's handler returns."""
     message = request.message
     received = request.dataset
-    LOGGER.info("Received Store Request (MsgID %d)", message.message_id)
+    if LOGGER.isEnabledFor(logging.INFO):
+        LOGGER.info("Received Store Request (MsgID %d)", message.message_id)
     context = assoc.accepted_context(request.context_id)
     if received.error is not None:
         LOGGER.error(f"Refusing {message.affected_sop_instance_uid}: {received.error}")
