@@ -19,15 +19,24 @@ peers:
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq dcmtk openssl orthanc >/dev/null; \
 	fi
 
+# Compiled here, the modules are read, not compiled again, by every process the router and the tests
+# start (listeners, workers, the apps), also where PYTHONDONTWRITEBYTECODE keeps Python from saving
+# what it compiles: ~0.08 s less CPU a start. Only changed sources are compiled again; where the tree
+# cannot be written, every start compiles them as before.
+BYTECODE := $(PY) -m compileall -q router workers rules bench >/dev/null || true
+
 run: $(STAMP)
+	@$(BYTECODE)
 	$(VENV)/bin/router run examples/rules.yml
 
 test: $(STAMP) peers
+	@$(BYTECODE)
 	$(PY) -m pytest tests
 
 # Every benchmark (the C-STORE one, bench/store.py, takes ~7 min); `make bench QUICK=1`: small counts, one run.
 BENCH_ECHO_QUICK := --echoes 1000 --assocs 50 --pyn-echoes 200 --pyn-assocs 30 --dcmtk-assocs 50 --runs 1
 bench: $(STAMP) peers
+	@$(BYTECODE)
 	$(PY) -m bench.echo $(if $(QUICK),$(BENCH_ECHO_QUICK))
 	$(PY) -m bench.store $(if $(QUICK),--quick --runs 1)
 	$(PY) -m bench.replay $(if $(QUICK),--count 200 --rounds 2)
