@@ -209,16 +209,23 @@ def _transfer_syntax_item(uid: str) -> bytes:
     return encode_item(ItemType.TRANSFER_SYNTAX, encode_text(uid))
 
 
+_ABSTRACT_SYNTAX, _TRANSFER_SYNTAX = int(ItemType.ABSTRACT_SYNTAX), int(ItemType.TRANSFER_SYNTAX)
+
+
 def _decode_context(buf: memoryview, start: int, stop: int) -> tuple[int, int, list, list]:
-    """Context ID, result, abstract and transfer syntaxes; other sub-item types are skipped."""
+    """Context ID, result, abstract and transfer syntaxes; other sub-item types are skipped.
+
+    Run for each of the up to 128 contexts an association proposes, so written for speed: item
+    types compared as plain ints, no dict of lists per context."""
     context_id, result = _Reader(buf, start, stop).unpack(_CONTEXT_HEADER)
     check_context_id(context_id, start)
-    syntaxes: dict[int, list[str]] = {ItemType.ABSTRACT_SYNTAX: [], ItemType.TRANSFER_SYNTAX: []}
+    abstract: list[str] = []
+    transfer: list[str] = []
     for item_type, value_start, value_stop in iter_items(buf, start + _CONTEXT_HEADER.size, stop):
-        found = syntaxes.get(item_type)
-        if found is not None:
-            found.append(decode_text(buf, value_start, value_stop))
-    abstract, transfer = syntaxes.values()
+        if item_type == _TRANSFER_SYNTAX:
+            transfer.append(decode_text(buf, value_start, value_stop))
+        elif item_type == _ABSTRACT_SYNTAX:
+            abstract.append(decode_text(buf, value_start, value_stop))
     return context_id, result, abstract, transfer
 
 
