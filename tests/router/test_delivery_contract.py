@@ -24,14 +24,17 @@ the waits after a kill allow for one scan (`SCAN_BOUND`).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
 from collections import Counter
 from contextlib import closing
+from pathlib import Path
 
 import pytest
 
+from bench.procs import children
 from router.listener import USAGE_REFRESH_INTERVAL
 from tests.conftest import is_listening, pick_free_port, wait_until
 from tests.interop import store_data
@@ -74,14 +77,27 @@ def uids_of(chosen: list[store_data.Instance]) -> list[str]:
 def stop_storescp(peer) -> None:
     """kill -9 of a forking storescp and the children serving its associations: a crashed destination.
 
-    One signal to its process group: a child forked for an association that came in meanwhile (a
-    worker reconnecting after its child died) cannot escape it, as it could escape a list of children
-    read beforehand. Such a child keeps the listening socket it inherited: the destination would not
-    be down, and a storescp started again on the port could not bind it.
+    The parent is stopped (SIGSTOP) before its children are listed, so that it forks none for an
+    association coming in meanwhile (a worker reconnecting after its child died): such a child would
+    escape the list, keep the listening socket it inherited (the destination would not be down) and
+    keep a storescp started again on the port from binding it.
     """
-    os.killpg(peer.pid, signal.SIGKILL)
+    os.kill(peer.pid, signal.SIGSTOP)
+    assert wait_until(lambda: process_state(peer.pid) == "T", 10), process_state(peer.pid)
+    for pid in [*children(peer.pid), peer.pid]:
+        with contextlib.suppress(ProcessLookupError):  # a child whose association had just ended
+            os.kill(pid, signal.SIGKILL)
     peer.process.wait(10)
     assert wait_until(lambda: not is_listening(peer.port), 10), f"port {peer.port} still listening after the kill"
+
+
+def process_state(pid: int) -> str:
+    """The state letter /proc gives `pid` (T: stopped), or "" once it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return stat[stat.rindex(")") + 2 :].split()[0]  # the name may hold spaces and parentheses
 
 
 # ---- 1. the happy path, at volume --------------------------------------------------------------------

@@ -270,7 +270,6 @@ def start_storescp(directory: Path, port: int, out: Path, peers: list[Peer], acc
             stderr=subprocess.STDOUT,
             cwd=directory,
             env=peer_environment(),
-            start_new_session=True,  # a process group of its own: the children it forks go with it (stop_storescp)
         )
     peer = Peer("storescp", port, process, log_path)
     peers.append(peer)
