@@ -47,10 +47,22 @@ class Usage:
 
 def cpu_seconds(pid: int) -> float:
     """CPU seconds `pid` has used so far: every thread, plus its reaped children."""
-    text = Path(f"/proc/{pid}/stat").read_text()
-    fields = text[text.rindex(")") + 2:].split()  # the name may hold spaces and parentheses
-    ticks = sum(int(value) for value in fields[STAT_CPU_FIELDS])
+    ticks = sum(int(value) for value in _stat_fields(pid)[STAT_CPU_FIELDS])
     return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def process_state(pid: int) -> str:
+    """The state letter /proc gives `pid` (T: stopped), or "" once it is gone."""
+    try:
+        return _stat_fields(pid)[0]
+    except OSError:
+        return ""
+
+
+def _stat_fields(pid: int) -> list[str]:
+    """The fields of /proc/PID/stat after the process name, the state first."""
+    text = Path(f"/proc/{pid}/stat").read_text()
+    return text[text.rindex(")") + 2:].split()  # the name may hold spaces and parentheses
 
 
 def children(pid: int) -> list[int]:

@@ -30,11 +30,10 @@ import signal
 import time
 from collections import Counter
 from contextlib import closing
-from pathlib import Path
 
 import pytest
 
-from bench.procs import children
+from bench.procs import children, process_state
 from router.listener import USAGE_REFRESH_INTERVAL
 from tests.conftest import is_listening, pick_free_port, wait_until
 from tests.interop import store_data
@@ -89,15 +88,6 @@ def stop_storescp(peer) -> None:
             os.kill(pid, signal.SIGKILL)
     peer.process.wait(10)
     assert wait_until(lambda: not is_listening(peer.port), 10), f"port {peer.port} still listening after the kill"
-
-
-def process_state(pid: int) -> str:
-    """The state letter /proc gives `pid` (T: stopped), or "" once it is gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return ""
-    return stat[stat.rindex(")") + 2 :].split()[0]  # the name may hold spaces and parentheses
 
 
 # ---- 1. the happy path, at volume --------------------------------------------------------------------
