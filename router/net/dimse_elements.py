@@ -104,13 +104,13 @@ def _text_encoder(padding: bytes, max_length: int) -> Callable[[int, str], bytes
     return encode
 
 
-def _decode_us(raw: memoryview) -> int:
+def _decode_us(raw: bytes) -> int:
     if len(raw) != _US.size:
         raise ValueError(f"US value of {len(raw)} bytes")
     return _US.unpack(raw)[0]
 
 
-def _decode_at(raw: memoryview) -> tuple[int, ...]:
+def _decode_at(raw: bytes) -> tuple[int, ...]:
     if len(raw) % _AT_SIZE:
         raise ValueError(f"AT value of {len(raw)} bytes")
     halves = struct.unpack(f"<{len(raw) // _US.size}H", raw)
@@ -118,11 +118,11 @@ def _decode_at(raw: memoryview) -> tuple[int, ...]:
     return tuple((group << _SHORT_BITS) | element for group, element in pairs)
 
 
-def _decode_text(raw: memoryview) -> str:
-    return bytes(raw).decode(_TEXT_ENCODING).strip(_STRIPPED)
+def _decode_text(raw: bytes) -> str:
+    return raw.decode(_TEXT_ENCODING).strip(_STRIPPED)
 
 
-def _decode_priority(raw: memoryview) -> Priority:
+def _decode_priority(raw: bytes) -> Priority:
     return Priority.of(_decode_us(raw))
 
 
@@ -131,7 +131,7 @@ _ENCODERS: dict[str, Callable[[int, Any], bytes]] = {
     "AT": _encode_at,
     **{vr: _text_encoder(padding, _MAX_LENGTH[vr]) for vr, padding in _PADDING.items()},
 }
-_DECODERS: dict[str, Callable[[memoryview], Any]] = {
+_DECODERS: dict[str, Callable[[bytes], Any]] = {
     "US": _decode_us,
     "AT": _decode_at,
     **{vr: _decode_text for vr in _PADDING},
@@ -144,7 +144,7 @@ class FieldSpec(NamedTuple):
     name: str
     tag: CommandTag
     encode: Callable[[int, Any], bytes]
-    decode: Callable[[memoryview], Any]
+    decode: Callable[[bytes], Any]
 
 
 FIELDS: dict[str, FieldSpec] = {

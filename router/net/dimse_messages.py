@@ -68,8 +68,10 @@ class CommandField(IntEnum):
 
 
 _DATA_SET_TYPE = "command_data_set_type"  # taken from has_dataset, not from the message
-_SYNTHESISED = frozenset({"command_field", _DATA_SET_TYPE})
-_HEADER_PLAN = (FIELDS["command_field"], FIELDS[_DATA_SET_TYPE])  # decoded before the class
+_COMMAND_FIELD = "command_field"
+_SYNTHESISED = frozenset({_COMMAND_FIELD, _DATA_SET_TYPE})
+_SYNTHESISED_ORDER = (_COMMAND_FIELD, _DATA_SET_TYPE)  # read before the class, in this order
+_SPECS_BY_TAG: dict[int, FieldSpec] = {int(spec.tag): spec for spec in FIELDS.values()}
 ABSENT: tuple[object, ...] = (None, "", ())
 
 
@@ -80,7 +82,8 @@ class DimseMessage:
     command_field: ClassVar[CommandField]
     required: ClassVar[frozenset[str]]  # fields that must be present on the wire
     plan: ClassVar[tuple[FieldSpec, ...]]  # every element it encodes, in ascending tag order
-    fields_plan: ClassVar[tuple[FieldSpec, ...]]  # the elements that are dataclass fields
+    field_order: ClassVar[tuple[str, ...]]  # its dataclass fields that are elements, in tag order
+    field_names: ClassVar[frozenset[str]]  # the same, as a set
 
     @property
     def is_response(self) -> bool:
@@ -100,7 +103,8 @@ def _message(command_field: CommandField, *also_required: str) -> Callable[[type
         cls.command_field = command_field
         cls.required = frozenset(no_default | set(also_required))
         cls.plan = tuple(sorted((FIELDS[n] for n in names), key=lambda spec: spec.tag))
-        cls.fields_plan = tuple(spec for spec in cls.plan if spec.name not in _SYNTHESISED)
+        cls.field_order = tuple(spec.name for spec in cls.plan if spec.name not in _SYNTHESISED)
+        cls.field_names = frozenset(cls.field_order)
         MESSAGE_TYPES[command_field] = cls
         return cls
 
@@ -333,34 +337,41 @@ def encode_command(message: DimseMessage, has_dataset: bool) -> bytes:
 
 def decode_command(data: bytes | memoryview) -> DecodedCommand | DimseError:
     """Decode a complete command set; every problem is returned as a DimseError, never raised."""
-    elements = _split_elements(memoryview(data).cast("B"))
-    if isinstance(elements, DimseError):
-        return elements
-    header = _decode_fields(elements, _HEADER_PLAN)
-    if isinstance(header, DimseError):
-        return header
-    if missing := _SYNTHESISED.difference(header):
+    values: dict[str, Any] = {}
+    invalid: dict[str, str] = {}  # field name -> why its value could not be read (a rare path)
+    if problem := _decode_elements(bytes(data), values, invalid):
+        return problem
+    command_field = values.pop(_COMMAND_FIELD, None)
+    data_set_type = values.pop(_DATA_SET_TYPE, None)
+    if invalid and (problem := _first_invalid(invalid, _SYNTHESISED_ORDER)):
+        return problem
+    if command_field is None or data_set_type is None:
+        missing = (name for name, value in zip(_SYNTHESISED_ORDER, (command_field, data_set_type)) if value is None)
         return DimseError(f"command set lacks {', '.join(sorted(missing))}")
-    cls = MESSAGE_TYPES.get(header["command_field"])
+    cls = MESSAGE_TYPES.get(command_field)
     if cls is None:
-        return DimseError(f"unknown command field 0x{header['command_field']:04X}")
-    values = _decode_fields(elements, cls.fields_plan)
-    if isinstance(values, DimseError):
-        return values
+        return DimseError(f"unknown command field 0x{command_field:04X}")
+    names = cls.field_names
+    if not names.issuperset(values):  # elements that belong to other messages are ignored
+        values = {name: value for name, value in values.items() if name in names}
+    if invalid and (problem := _first_invalid(invalid, cls.field_order)):
+        return problem
     if missing := cls.required.difference(values):
         return DimseError(f"{cls.__name__} lacks mandatory {', '.join(sorted(missing))}")
-    return DecodedCommand(cls(**values), header[_DATA_SET_TYPE] != NO_DATASET)
+    return DecodedCommand(cls(**values), data_set_type != NO_DATASET)
 
 
-def _split_elements(view: memoryview) -> dict[int, memoryview] | DimseError:
-    """Tag -> value of every element, each length checked against the bytes left."""
-    elements: dict[int, memoryview] = {}
-    offset, end = 0, len(view)
-    header_size, unpack_header = ELEMENT_HEADER.size, ELEMENT_HEADER.unpack_from
+def _decode_elements(data: bytes, values: dict[str, Any], invalid: dict[str, str]) -> DimseError | None:
+    """Read the command set `data` in one pass: the value of each known, non-empty element into
+    `values` by field name (or why it cannot be read into `invalid`), the last one counting where an
+    element repeats; unknown elements are skipped. A DimseError if an element runs past the end or
+    is not a command element."""
+    offset, end = 0, len(data)
+    header_size, unpack_header, specs = ELEMENT_HEADER.size, ELEMENT_HEADER.unpack_from, _SPECS_BY_TAG
     while offset < end:
         if end - offset < header_size:
             return DimseError(f"command set ends inside an element header at byte {offset}")
-        group, element, length = unpack_header(view, offset)
+        group, element, length = unpack_header(data, offset)
         offset += header_size
         if length > end - offset:
             return DimseError(
@@ -369,27 +380,31 @@ def _split_elements(view: memoryview) -> dict[int, memoryview] | DimseError:
             )
         if group != COMMAND_GROUP:
             return DimseError(f"element ({group:04X},{element:04X}) is not a command element")
-        elements[element] = view[offset : offset + length]
+        spec = specs.get(element)
+        if spec is not None:
+            name = spec.name
+            try:
+                value = spec.decode(data[offset : offset + length]) if length else None
+            except ValueError as exc:
+                invalid[name] = f"{name}: {exc}"
+                values.pop(name, None)
+            else:
+                if value in ABSENT:  # empty, or a value of padding only
+                    values.pop(name, None)
+                else:
+                    values[name] = value
+                if invalid:
+                    invalid.pop(name, None)
         offset += length
-    return elements
+    return None
 
 
-def _decode_fields(
-    elements: dict[int, memoryview], specs: Iterable[FieldSpec]
-) -> dict[str, Any] | DimseError:
-    """The values of the present, non-empty `specs` elements; unknown elements are ignored."""
-    values: dict[str, Any] = {}
-    for spec in specs:
-        raw = elements.get(spec.tag)
-        if not raw:
-            continue
-        try:
-            value = spec.decode(raw)
-        except ValueError as exc:
-            return DimseError(f"{spec.name}: {exc}")
-        if value not in ABSENT:  # e.g. a value of padding only
-            values[spec.name] = value
-    return values
+def _first_invalid(invalid: dict[str, str], names: Iterable[str]) -> DimseError | None:
+    """The error of the first of `names` whose value could not be read, if any."""
+    for name in names:
+        if name in invalid:
+            return DimseError(invalid[name])
+    return None
 
 
 def status_dataset(message: DimseMessage) -> Dataset:
