@@ -1,8 +1,9 @@
 """DIMSE command sets: the message types, and their Implicit VR Little Endian encoding.
 
-This module owns the closed set of DIMSE messages (PS3.7 chapters 9 and 10), one frozen dataclass
-per message type, and the codec between a message and its command set bytes (PS3.7 6.3.1, Annex
-E). It knows nothing of PDUs or fragmentation (see `router.net.dimse`).
+This module owns the closed set of DIMSE messages (PS3.7 chapters 9 and 10), one slotted dataclass
+per message type (not frozen: a receiver makes two per instance, and frozen ones cost 3x to
+build), and the codec between a message and its command set bytes (PS3.7 6.3.1, Annex E). It
+knows nothing of PDUs or fragmentation (see `router.net.dimse`).
 
 The codec is data driven: `FIELDS` maps every dataclass field name to its command element (tag
 and VR), so a new message type is a new dataclass registered with `@_message(CommandField.X)`.
@@ -111,7 +112,7 @@ def _message(command_field: CommandField, *also_required: str) -> Callable[[type
     return register
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Response(DimseMessage):
     """Fields every response has; the status detail fields are keyword-only."""
 
@@ -123,7 +124,7 @@ class _Response(DimseMessage):
     error_id: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _SubOperationResponse(_Response):
     affected_sop_class_uid: str = ""
     number_of_remaining_suboperations: int | None = None
@@ -132,7 +133,7 @@ class _SubOperationResponse(_Response):
     number_of_warning_suboperations: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _NResponse(_Response):
     affected_sop_class_uid: str = ""
     affected_sop_instance_uid: str = ""
@@ -141,7 +142,7 @@ class _NResponse(_Response):
 
 
 @_message(CommandField.C_STORE_RQ)
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CStoreRQ(DimseMessage):
     message_id: int
     affected_sop_class_uid: str
@@ -152,14 +153,14 @@ class CStoreRQ(DimseMessage):
 
 
 @_message(CommandField.C_STORE_RSP)
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CStoreRSP(_Response):
     affected_sop_class_uid: str = ""
     affected_sop_instance_uid: str = ""
 
 
 @_message(CommandField.C_FIND_RQ)
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CFindRQ(DimseMessage):
     message_id: int
     affected_sop_class_uid: str
@@ -167,13 +168,13 @@ class CFindRQ(DimseMessage):
 
 
 @_message(CommandField.C_FIND_RSP)
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CFindRSP(_Response):
     affected_sop_class_uid: str = ""
 
 
 @_message(CommandField.C_GET_RQ)
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CGetRQ(DimseMessage):
     message_id: int
     affected_sop_class_uid: str
@@ -181,13 +182,13 @@ class CGetRQ(DimseMessage):
 
 
 @_message(CommandField.C_GET_RSP)
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CGetRSP(_SubOperationResponse):
     pass
 
 
 @_message(CommandField.C_MOVE_RQ)
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CMoveRQ(DimseMessage):
     message_id: int
     affected_sop_class_uid: str
@@ -196,32 +197,32 @@ class CMoveRQ(DimseMessage):
 
 
 @_message(CommandField.C_MOVE_RSP)
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CMoveRSP(_SubOperationResponse):
     pass
 
 
 @_message(CommandField.C_ECHO_RQ, "affected_sop_class_uid")
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CEchoRQ(DimseMessage):
     message_id: int
     affected_sop_class_uid: str = VERIFICATION_SOP_CLASS
 
 
 @_message(CommandField.C_ECHO_RSP)
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CEchoRSP(_Response):
     affected_sop_class_uid: str = ""
 
 
 @_message(CommandField.C_CANCEL_RQ)
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CCancelRQ(DimseMessage):
     message_id_being_responded_to: int
 
 
 @_message(CommandField.N_EVENT_REPORT_RQ)
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class NEventReportRQ(DimseMessage):
     message_id: int
     affected_sop_class_uid: str
@@ -230,13 +231,13 @@ class NEventReportRQ(DimseMessage):
 
 
 @_message(CommandField.N_EVENT_REPORT_RSP)
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class NEventReportRSP(_NResponse):
     event_type_id: int | None = None
 
 
 @_message(CommandField.N_GET_RQ)
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class NGetRQ(DimseMessage):
     message_id: int
     requested_sop_class_uid: str
@@ -245,13 +246,13 @@ class NGetRQ(DimseMessage):
 
 
 @_message(CommandField.N_GET_RSP)
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class NGetRSP(_NResponse):
     pass
 
 
 @_message(CommandField.N_SET_RQ)
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class NSetRQ(DimseMessage):
     message_id: int
     requested_sop_class_uid: str
@@ -259,13 +260,13 @@ class NSetRQ(DimseMessage):
 
 
 @_message(CommandField.N_SET_RSP)
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class NSetRSP(_NResponse):
     pass
 
 
 @_message(CommandField.N_ACTION_RQ)
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class NActionRQ(DimseMessage):
     message_id: int
     requested_sop_class_uid: str
@@ -274,13 +275,13 @@ class NActionRQ(DimseMessage):
 
 
 @_message(CommandField.N_ACTION_RSP)
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class NActionRSP(_NResponse):
     action_type_id: int | None = None
 
 
 @_message(CommandField.N_CREATE_RQ)
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class NCreateRQ(DimseMessage):
     message_id: int
     affected_sop_class_uid: str
@@ -288,13 +289,13 @@ class NCreateRQ(DimseMessage):
 
 
 @_message(CommandField.N_CREATE_RSP)
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class NCreateRSP(_NResponse):
     pass
 
 
 @_message(CommandField.N_DELETE_RQ)
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class NDeleteRQ(DimseMessage):
     message_id: int
     requested_sop_class_uid: str
@@ -302,7 +303,7 @@ class NDeleteRQ(DimseMessage):
 
 
 @_message(CommandField.N_DELETE_RSP)
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class NDeleteRSP(_NResponse):
     pass
 
