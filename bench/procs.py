@@ -248,13 +248,42 @@ class Peers:
 def timed_run(argv: Sequence[str], env: Mapping[str, str] | None = None, timeout: float = 10.0,
               check: bool = True) -> float:
     """Wall time of one short process, from spawn to reaped (killed if it overruns `timeout`)."""
-    start = time.perf_counter()
-    result = subprocess.run(list(argv), check=False, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                            env=None if env is None else {**os.environ, **env}, timeout=timeout)
-    elapsed = time.perf_counter() - start
-    if check and result.returncode != 0:
-        raise RuntimeError(f"{argv[0]} failed ({result.returncode}): {result.stderr.decode(errors='replace')[-2000:]}")
+    with tempfile.TemporaryFile() as errors:
+        start = time.perf_counter()
+        proc = subprocess.Popen(list(argv), stdout=subprocess.DEVNULL, stderr=errors, stdin=subprocess.DEVNULL,
+                                env=None if env is None else {**os.environ, **env})
+        try:
+            (code,) = wait_exits([proc], start + timeout)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        elapsed = time.perf_counter() - start
+        if check and code != 0:
+            errors.seek(0)
+            raise RuntimeError(f"{argv[0]} failed ({code}): {errors.read().decode(errors='replace')[-2000:]}")
     return elapsed
+
+
+def wait_exits(procs: Sequence[subprocess.Popen], deadline: float) -> tuple[int, ...]:
+    """Wait for every process to exit and return their exit codes; subprocess.TimeoutExpired if
+    one is still running at `deadline` (time.perf_counter).
+
+    Each exit is seen when it happens (a pidfd per process, waited on with select): Popen.wait
+    with a timeout polls instead, sleeping up to 50 ms between looks, so the end of a transfer
+    of a few tenths of a second was seen up to 50 ms late, by an amount that varied per run."""
+    codes, waiting_since = [], time.perf_counter()
+    for proc in procs:
+        if proc.returncode is None:
+            descriptor = os.pidfd_open(proc.pid)
+            try:
+                exited, _, _ = select.select([descriptor], [], [], max(deadline - time.perf_counter(), 0.0))
+            finally:
+                os.close(descriptor)
+            if not exited:
+                raise subprocess.TimeoutExpired(proc.args, deadline - waiting_since)
+        codes.append(proc.wait())
+    return tuple(codes)
 
 
 @dataclass(frozen=True)
@@ -300,7 +329,7 @@ def timed_parallel(argvs: Sequence[Sequence[str]], logdir: Path, env: Mapping[st
             for proc in procs:
                 proc.stdin.write(b"go\n")
                 proc.stdin.close()
-        codes = tuple(proc.wait(max(deadline - time.perf_counter(), 0.0)) for proc in procs)
+        codes = wait_exits(procs, deadline)
         ended = time.perf_counter()
     except subprocess.TimeoutExpired as exc:
         raise RuntimeError(f"{argvs[0][0]} did not finish within {timeout:.0f} s") from exc

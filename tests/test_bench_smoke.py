@@ -12,13 +12,14 @@ import math
 import os
 import shutil
 import subprocess
+import time
 
 import pytest
 
 from bench import echo, replay, store, store_report
 from bench.floor import measure_floor
 from bench.instances import instance_set
-from bench.procs import Peers, Usage, free_port
+from bench.procs import Peers, Usage, free_port, timed_run, wait_exits
 from tests.interop.store_data import SMALL, data_digest
 
 pytestmark = pytest.mark.timeout(30)
@@ -154,3 +155,28 @@ def test_replay_notices_an_unanswered_request(tiny_set):
             scp.serve(cut)
     finally:
         scp.close()
+
+
+def test_exits_are_waited_for_without_sleeping(monkeypatch):
+    """The timers see a client's exit when it happens: Popen.wait with a timeout sleeps up to
+    50 ms between looks, which made every transfer look up to 50 ms longer than it was."""
+    procs = [subprocess.Popen(["sh", "-c", f"sleep 0.05; exit {code}"]) for code in (0, 3)]
+
+    def no_sleeping(seconds: float) -> None:
+        raise AssertionError(f"slept {seconds} s")
+
+    monkeypatch.setattr(time, "sleep", no_sleeping)
+    assert wait_exits(procs, time.perf_counter() + 10) == (0, 3)
+    assert timed_run(["true"]) > 0
+
+
+def test_a_client_that_overruns_times_out():
+    proc = subprocess.Popen(["sleep", "10"])
+    try:
+        with pytest.raises(subprocess.TimeoutExpired):
+            wait_exits([proc], time.perf_counter() + 0.1)
+    finally:
+        proc.kill()
+        proc.wait()
+    with pytest.raises(subprocess.TimeoutExpired):
+        timed_run(["sleep", "10"], timeout=0.1)
