@@ -30,7 +30,7 @@ from router.net.fsm import State
 from router.net.pdu import PDataTF
 from router.net.pdu import decode as pdu_decode
 from router.net.presentation import PresentationContext, uid_name
-from router.net.received import SpoolingSink, file_header
+from router.net.received import ReadyFile, SpoolingSink, file_header
 from router.net.sources import BLOCK_SIZE, DatasetSource
 from router.net.status import is_final
 from router.net.services import normalized, query, retrieve, serve_request, storage, verification
@@ -102,6 +102,7 @@ class Association:
         self._close_notified = False
         self._messages_received = 0  # every DIMSE message the peer sent, for the response timeout
         self.cancelled_requests: set[int] = set()  # message IDs the peer sent a C-CANCEL for
+        self.ready_file = ReadyFile(ae.spool_directory)  # the next received instance's file, made ahead
 
     def attach(self, link: Link) -> None:
         """Take over `link` and turn its traffic into events."""
@@ -315,7 +316,7 @@ class Association:
             self.ae.implementation_version_name,
             self.peer.ae_title,
         )
-        return SpoolingSink(header, self.ae.spool_directory, self.ae.spool_threshold)
+        return SpoolingSink(header, self.ae.spool_directory, self.ae.spool_threshold, self.ready_file)
 
     def abandon(self, message_id: int) -> None:
         """The caller stopped reading the responses to `message_id` before the final one: those
@@ -497,6 +498,7 @@ class Association:
         assert self.link is not None
         if collision and self.is_acceptor:
             return  # AR-8 for the acceptor: wait for the requestor's A-RELEASE-RP first
+        self.ready_file.stop()  # before the answer: the peer may look at the folder once it has it
         self.link.connection.release_response(self.link.now())
         self.link.flush()
         if not collision:
@@ -537,6 +539,7 @@ class Association:
             self.link.close()
         if self._assembler.in_progress:
             self._assembler.abandon()
+        self.ready_file.stop()
         if not self._close_notified:
             self._close_notified = True
             self.is_established = False

@@ -46,7 +46,7 @@ from router.net.acceptor import allow_outstanding
 from router.net.pdu_items import AsyncOperationsWindow
 from router.net.contexts import accept_all_storage
 from router.net.dimse_messages import CStoreRSP, Priority
-from router.net.received import ReceivedDataset
+from router.net.received import PART_SUFFIX, ReadyFile, ReceivedDataset
 from router.net.services.storage import c_store_response
 from router.net.sources import DatasetSource, source_for
 from router.net.sources import _read_meta as read_meta
@@ -714,6 +714,75 @@ def test_save_as_onto_another_file_system_moves_the_spool_file(pair, instances, 
     assert pair.spool_files() == []
 
 
+def save_into(folder: Path, spool: Path) -> Callable[[evt.Event], list[str]]:
+    """A handler's observation: the spool files there before it saves the instance into `folder`."""
+
+    def observe(event: evt.Event) -> list[str]:
+        made_ahead = sorted(path.name for path in spool.iterdir())
+        event.save_as(folder / f"{event.request.affected_sop_instance_uid}.dcm")
+        return made_ahead
+
+    return observe
+
+
+def test_instances_after_the_first_are_saved_into_a_file_made_ahead(pair, instances):
+    """Creating a file is a disk's costly part of saving a small instance: after answering one, the
+    association makes the next one's file in the spool folder, and saving it is a rename."""
+    handler = StoreHandler(save_into(pair.stored, pair.spool))
+    pair.serve(handler, threshold=SMALL_THRESHOLD)
+    assoc = pair.associate()
+    sent = [instances[name][store_data.SMALL] for name in ("implicit", "explicit", "implicit")]
+
+    statuses = [assoc.send_c_store(instance.path).Status for instance in sent]
+
+    assoc.release()
+    handler.check()
+    assert statuses == [SUCCESS] * 3
+    assert handler.seen[0] == []  # the first is saved the usual way
+    for made_ahead in handler.seen[1:]:
+        assert len(made_ahead) == 1 and made_ahead[0].endswith(PART_SUFFIX)
+    for instance in sent:
+        assert store_data.data_part(pair.stored / f"{instance.sop_instance_uid}.dcm") == store_data.data_part(instance.path)
+    assert pair.spool_files() == []  # the file made after the last answer went with the release
+
+
+def test_a_file_made_ahead_is_not_renamed_onto_another_file_system(pair, instances, other_file_system):
+    handler = StoreHandler(save_into(other_file_system, pair.spool))
+    pair.serve(handler, threshold=SMALL_THRESHOLD)
+    assoc = pair.associate()
+    sent = [instances[name][store_data.SMALL] for name in ("implicit", "explicit", "implicit")]
+
+    statuses = [assoc.send_c_store(instance.path).Status for instance in sent]
+
+    assoc.release()
+    handler.check()
+    assert statuses == [SUCCESS] * 3
+    assert handler.seen[2] == []  # the rename failed once: no more files made ahead
+    for instance in sent:
+        target = other_file_system / f"{instance.sop_instance_uid}.dcm"
+        assert store_data.data_part(target) == store_data.data_part(instance.path)
+    assert pair.spool_files() == []
+
+
+def test_a_ready_file_is_made_only_in_a_named_folder_and_only_when_one_was_taken(tmp_path):
+    nowhere = ReadyFile(None)
+    assert nowhere.take() is None
+    nowhere.refill()
+    assert nowhere.take() is None
+
+    ready = ReadyFile(str(tmp_path))
+    ready.refill()
+    assert list(tmp_path.iterdir()) == []  # nobody took one yet
+    assert ready.take() is None
+    ready.refill()
+    (made,) = tmp_path.iterdir()
+    assert made.name.endswith(PART_SUFFIX) and made.stat().st_size == 0
+    ready.stop()
+    assert list(tmp_path.iterdir()) == []
+    ready.refill()
+    assert ready.take() is None and list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("kind", [store_data.SMALL, store_data.TYPICAL], ids=["in-memory", "spooled"])
 def test_save_as_twice_keeps_both_files(pair, instances, kind):
     instance = instances["implicit"][kind]
@@ -886,14 +955,18 @@ def file_size_limit(size: int):
         resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
 
 
-@pytest.mark.parametrize("held", ["in memory", "saved before"])
+@pytest.mark.parametrize("held", ["in memory", "in memory, a file made ahead", "saved before"])
 def test_a_save_that_fails_leaves_no_part_and_the_file_already_there_whole(tmp_path, held):
     """A resent instance whose save fails (a full disk) must not cut the copy saved before."""
     target = tmp_path / "instance.dcm"
     target.write_bytes(b"the copy acknowledged before")
     data = b"x" * 20000
-    if held == "in memory":
-        received = ReceivedDataset(file_header=b"H" * 132, parts=[memoryview(data)], length=len(data))
+    if held.startswith("in memory"):
+        ready = ReadyFile(str(tmp_path)) if held.endswith("ahead") else None
+        if ready is not None:
+            ready.take()
+            ready.refill()  # as after an earlier instance's answer
+        received = ReceivedDataset(file_header=b"H" * 132, parts=[memoryview(data)], length=len(data), ready=ready)
     else:
         earlier = tmp_path / "earlier" / "instance.dcm"
         earlier.parent.mkdir()

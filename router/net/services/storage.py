@@ -7,7 +7,9 @@ not sent: router.net.whole_file), and gets the status as a Dataset
 received instance (`event.dataset`, decoded only when read; `event.file_meta`;
 `event.encoded_dataset()`, the bytes as received; `event.save_as(path)`, a
 rename when the data set was spooled) and answers with the status it returns
-(an int, or a Dataset whose Status and ErrorComment are sent).
+(an int, or a Dataset whose Status and ErrorComment are sent); once the peer has
+the answer, the association makes the file the next instance will be saved
+into, if this one took the last (`ReadyFile`).
 With no handler bound the peer gets 0xC211 at once. A data set cut short (its
 elements announce more bytes than came: a peer sending a truncated file as it
 is) never reaches the handler: 0xC000 (cannot understand) with the element it
@@ -190,6 +192,7 @@ def serve_c_store(assoc: "Association", request: AssembledMessage) -> None:
     finally:
         received.discard()  # a spool file the handler did not keep
     _respond(assoc, request, status, comment)
+    assoc.ready_file.refill()  # the next instance's file, made now that the peer has its answer
 
 
 def _respond(assoc: "Association", request: AssembledMessage, status: int, comment: str = "") -> None:
