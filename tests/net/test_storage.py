@@ -46,7 +46,7 @@ from router.net.acceptor import allow_outstanding
 from router.net.pdu_items import AsyncOperationsWindow
 from router.net.contexts import accept_all_storage
 from router.net.dimse_messages import CStoreRSP, Priority
-from router.net.received import PART_SUFFIX, ReadyFile, ReceivedDataset
+from router.net.received import ReadyFile, ReceivedDataset
 from router.net.services.storage import c_store_response
 from router.net.sources import DatasetSource, source_for
 from router.net.sources import _read_meta as read_meta
