@@ -498,7 +498,6 @@ class Association:
         assert self.link is not None
         if collision and self.is_acceptor:
             return  # AR-8 for the acceptor: wait for the requestor's A-RELEASE-RP first
-        self.ready_file.stop()  # before the answer: the peer may look at the folder once it has it
         self.link.connection.release_response(self.link.now())
         self.link.flush()
         if not collision:

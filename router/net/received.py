@@ -8,9 +8,10 @@ back: the encoded bytes, or the file holding them after the file meta.
 
 In memory, a data set is the list of its fragments as they arrived, views
 into the received PDUs (which are never written again), not a copy: saving it
-is one gathered write of the file header and those views, into the empty file
-a `ReadyFile` made beforehand when there is one (then renamed to its name):
-creating a file, the costly part on a disk, is done while nobody waits.
+is one gathered write of the file header and those views, into the file
+without a name a `ReadyFile` made beforehand when there is one (then linked
+under its name): creating a file, the costly part on a disk, is done while
+nobody waits.
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ SPOOL_FILE_MODE = 0o666
 SAVED_FILE_MODE = 0o666  # as open(path, "wb"): the umask decides
 PART_SUFFIX = ".part"  # a file being written: complete once renamed without it
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+# A file without a name in a folder (Linux); 0 where the platform has no such files.
+_ANONYMOUS_FILE = os.O_WRONLY | os.O_TMPFILE | os.O_CLOEXEC if hasattr(os, "O_TMPFILE") else 0
+_NO_ANONYMOUS_FILES = frozenset({errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL})
 META_GROUP = 0x0002
 
 
@@ -137,58 +141,72 @@ def _write_into_place(path: str | os.PathLike, write: Callable[[str], None]) -> 
         raise
 
 
-def _new_spool_file(directory: str | None) -> tuple[int, str]:
-    """A new empty spool file in `directory` (None: the temporary folder), open for writing, and its
-    path; its name ends in PART_SUFFIX, so folder scans pass it by."""
-    path = os.path.join(directory or tempfile.gettempdir(), f"received-{uuid.uuid4().hex}.dcm{PART_SUFFIX}")
-    # os.open with 0o666 lets the umask decide the mode, as for any file the user writes.
-    return os.open(path, _NEW_FILE, SPOOL_FILE_MODE), path
-
-
 class ReadyFile:
-    """An empty spool file made ahead, for the next instance received in memory to be saved into.
+    """A file without a name, made ahead in the spool folder for the next instance received in
+    memory to be saved into.
 
     On a disk, creating a file is most of what saving a small instance costs (on this machine's
-    ext4, ~130 us of kernel CPU, against ~12 us to write, close and rename a file that exists),
-    and it would be paid while the peer waits for the response. So `ReceivedDataset.save_as`
-    writes into the file made ahead and renames it to its name, and the association makes the
-    next one once it has answered (`refill`), while the peer prepares its next request. Only in a
-    spool folder the user named, where the saved files go (the temporary folder is often another
-    file system, where a rename fails). The first instance of an association, and one saved where
-    the rename cannot go, are saved the usual way.
+    ext4, ~130 us of kernel CPU, against ~12 us to write and name a file that exists), and it
+    would be paid while the peer waits for the response. So the association makes the next file
+    once it has answered (`refill`), while the peer prepares its next request: an anonymous one
+    (O_TMPFILE), which `ReceivedDataset.save_as` writes and then links under its name. The file so
+    appears whole, under its name only; nothing is left in the folder if the process dies, and
+    creating and naming it contend less than creating a named file (four processes saving in one
+    folder: half the kernel CPU). Linux only (O_TMPFILE, /proc/self/fd); without them, on a file
+    system that cannot make such files, for a name on another file system or one already taken, an
+    instance is saved the usual way.
     """
 
     def __init__(self, directory: str | None) -> None:
-        self._directory = directory
-        self._ready: tuple[int, str] | None = None  # (descriptor, path) of the file made ahead
-        self._wanted = False  # one was asked for since the last refill
+        self._directory = directory if _ANONYMOUS_FILE else None
+        self._folder: int | None = None  # a descriptor of the folder: it makes os.link use linkat
+        self._ready: int | None = None  # the descriptor of the file made ahead
+        self._wanted = False  # one was taken (or asked for) since the last refill
 
-    def take(self) -> tuple[int, str] | None:
-        """The file made ahead, now the caller's to write, close and rename (None if there is none)."""
+    def take(self) -> int | None:
+        """The file made ahead, now the caller's to write, `link` and close (None if there is none)."""
         ready, self._ready = self._ready, None
         self._wanted = self._directory is not None
         return ready
 
     def refill(self) -> None:
-        """Make the next file if the last one was taken (or asked for); a failure (a full disk)
-        leaves none: the next instance is saved the usual way, which reports the error."""
-        if not self._wanted or self._ready is not None:
+        """Make the next file if the last one was taken (or asked for). A failure leaves none: on a
+        full disk the next instance is saved the usual way, which reports it; where the file
+        system cannot make anonymous files, no more are tried."""
+        if not self._wanted or self._ready is not None or self._directory is None:
             return
         self._wanted = False
-        with contextlib.suppress(OSError):
-            self._ready = _new_spool_file(self._directory)
+        try:
+            if self._folder is None:
+                self._folder = os.open(self._directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            self._ready = os.open(self._directory, _ANONYMOUS_FILE, SAVED_FILE_MODE)
+        except OSError as exc:
+            if exc.errno in _NO_ANONYMOUS_FILES:
+                self.stop()
+
+    def link(self, fd: int, path: str | os.PathLike) -> bool:
+        """Give the file `fd` (one `take` gave) the name `path`; False if it cannot have it here: a
+        name already taken, or (then no more files are made) one on another file system."""
+        assert self._folder is not None
+        try:
+            # Given a folder descriptor (ignored: the paths are absolute), os.link calls linkat with
+            # AT_SYMLINK_FOLLOW, which links the file that /proc/self/fd/N stands for.
+            os.link(f"/proc/self/fd/{fd}", os.path.abspath(path), dst_dir_fd=self._folder)
+        except OSError as exc:
+            if exc.errno != errno.EEXIST:
+                self.stop()
+            return False
+        return True
 
     def stop(self) -> None:
-        """Make no more files and remove the one made ahead (the association ends, or the saved
+        """Make no more files; the one made ahead is dropped (the association ends, or the saved
         files go to another file system)."""
         self._directory, self._wanted = None, False
-        ready, self._ready = self._ready, None
-        if ready is not None:
-            fd, path = ready
-            with contextlib.suppress(OSError):
-                os.close(fd)
-            with contextlib.suppress(OSError):
-                os.unlink(path)
+        for descriptor in (self._ready, self._folder):
+            if descriptor is not None:
+                with contextlib.suppress(OSError):
+                    os.close(descriptor)
+        self._ready = self._folder = None
 
 
 @dataclass
@@ -202,7 +220,7 @@ class ReceivedDataset:
     length: int = 0
     spooled: bool = False  # `path` is our spool file, removed by `discard`
     error: str | None = None  # why the data set could not be kept (e.g. the disk is full)
-    ready: ReadyFile | None = None  # where a data set in memory is saved first, if it has a file
+    ready: ReadyFile | None = None  # makes the file a data set in memory is saved into, if it can
 
     def check_whole(self, syntax: str) -> None:
         """NotWhole unless the data set, in transfer syntax `syntax`, holds every byte its elements
@@ -231,8 +249,8 @@ class ReceivedDataset:
         across file systems), a copy of the file saved before on later calls. A failure (a full
         disk) leaves no part of the new file, and a file already at `path` stays as it was until
         the new one is whole: that one is written beside it and renamed over it. A new file (the
-        common case: a router's spool names are new) is written into the file the `ready` one made
-        ahead and renamed, or else under its own name."""
+        common case: a router's spool names are new) is written into the file `ready` made ahead
+        and given its name, or else under its own name."""
         if self.path is not None and not self.spooled:
             source = self.path  # saved before: that file stays where it is
             _write_into_place(path, lambda temporary: shutil.copyfile(source, temporary))
@@ -256,24 +274,16 @@ class ReceivedDataset:
         except FileExistsError:
             _write_into_place(path, self._write_parts)
 
-    def _write_ready(self, ready: tuple[int, str], path: str | os.PathLike) -> bool:
-        """Write the file into the `ready` one and rename that to `path`; False (and no more ready
-        files) if `path` is on another file system. Any other failure leaves no part of the file."""
-        fd, temporary = ready
+    def _write_ready(self, fd: int, path: str | os.PathLike) -> bool:
+        """Write the file into `fd`, the file its `ready` made ahead, and give it the name `path`;
+        False if it cannot have that name (the caller saves it the usual way). A failed write
+        leaves nothing: the file has no name yet."""
+        assert self.ready is not None
         try:
-            try:
-                self._write_into(fd)
-            finally:
-                os.close(fd)
-            os.replace(temporary, path)
-        except BaseException as exc:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
-            if isinstance(exc, OSError) and exc.errno == errno.EXDEV and self.ready is not None:
-                self.ready.stop()
-                return False
-            raise
-        return True
+            self._write_into(fd)
+            return self.ready.link(fd, path)
+        finally:
+            os.close(fd)
 
     def _write_parts(self, path: str | os.PathLike) -> None:
         """Write the file header and the parts held in memory to the new file `path` (FileExistsError
@@ -346,7 +356,11 @@ class SpoolingSink:
             self._fail(exc)
 
     def _spill(self) -> None:
-        self._fd, self._path = _new_spool_file(self.directory)
+        directory = self.directory or tempfile.gettempdir()
+        path = os.path.join(directory, f"received-{uuid.uuid4().hex}.dcm{PART_SUFFIX}")
+        # os.open with 0o666 lets the umask decide the mode, as for any file the user writes.
+        self._fd = os.open(path, _NEW_FILE, SPOOL_FILE_MODE)
+        self._path = path
         self._parts.insert(0, self.file_header)
         self._write_held()
 

@@ -714,20 +714,31 @@ def test_save_as_onto_another_file_system_moves_the_spool_file(pair, instances, 
     assert pair.spool_files() == []
 
 
-def save_into(folder: Path, spool: Path) -> Callable[[evt.Event], list[str]]:
-    """A handler's observation: the spool files there before it saves the instance into `folder`."""
+def files_made_ahead(folder: Path) -> int:
+    """Files without a name this process holds open in `folder` (/proc shows them as '#inode (deleted)')."""
+    count = 0
+    for entry in os.scandir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            count += os.readlink(entry.path).startswith(f"{folder}/#")
+    return count
 
-    def observe(event: evt.Event) -> list[str]:
-        made_ahead = sorted(path.name for path in spool.iterdir())
+
+def save_into(folder: Path, spool: Path) -> Callable[[evt.Event], tuple[int, list[str]]]:
+    """A handler's observation before it saves the instance into `folder`: the files made ahead in
+    `spool`, and the names there."""
+
+    def observe(event: evt.Event) -> tuple[int, list[str]]:
+        seen = files_made_ahead(spool), sorted(path.name for path in spool.iterdir())
         event.save_as(folder / f"{event.request.affected_sop_instance_uid}.dcm")
-        return made_ahead
+        return seen
 
     return observe
 
 
 def test_instances_after_the_first_are_saved_into_a_file_made_ahead(pair, instances):
     """Creating a file is a disk's costly part of saving a small instance: after answering one, the
-    association makes the next one's file in the spool folder, and saving it is a rename."""
+    association makes the next one's file, without a name, in the spool folder; saving the next
+    instance writes it and links it under its name."""
     handler = StoreHandler(save_into(pair.stored, pair.spool))
     pair.serve(handler, threshold=SMALL_THRESHOLD)
     assoc = pair.associate()
@@ -738,15 +749,14 @@ def test_instances_after_the_first_are_saved_into_a_file_made_ahead(pair, instan
     assoc.release()
     handler.check()
     assert statuses == [SUCCESS] * 3
-    assert handler.seen[0] == []  # the first is saved the usual way
-    for made_ahead in handler.seen[1:]:
-        assert len(made_ahead) == 1 and made_ahead[0].endswith(PART_SUFFIX)
+    assert handler.seen == [(0, []), (1, []), (1, [])]  # the first is saved the usual way; none has a name
     for instance in sent:
         assert store_data.data_part(pair.stored / f"{instance.sop_instance_uid}.dcm") == store_data.data_part(instance.path)
-    assert pair.spool_files() == []  # the file made after the last answer went with the release
+    assert sorted(path.name for path in pair.stored.iterdir()) == sorted({f"{i.sop_instance_uid}.dcm" for i in sent})
+    wait_until(lambda: files_made_ahead(pair.spool) == 0, CLEANUP_WITHIN)  # closed with the association
 
 
-def test_a_file_made_ahead_is_not_renamed_onto_another_file_system(pair, instances, other_file_system):
+def test_a_file_made_ahead_is_not_linked_onto_another_file_system(pair, instances, other_file_system):
     handler = StoreHandler(save_into(other_file_system, pair.spool))
     pair.serve(handler, threshold=SMALL_THRESHOLD)
     assoc = pair.associate()
@@ -757,11 +767,28 @@ def test_a_file_made_ahead_is_not_renamed_onto_another_file_system(pair, instanc
     assoc.release()
     handler.check()
     assert statuses == [SUCCESS] * 3
-    assert handler.seen[2] == []  # the rename failed once: no more files made ahead
+    assert handler.seen == [(0, []), (1, []), (0, [])]  # the link failed once: no more files made ahead
     for instance in sent:
         target = other_file_system / f"{instance.sop_instance_uid}.dcm"
         assert store_data.data_part(target) == store_data.data_part(instance.path)
-    assert pair.spool_files() == []
+
+
+def test_a_file_made_ahead_is_not_linked_over_a_file_already_there(tmp_path):
+    target = tmp_path / "instance.dcm"
+    target.write_bytes(b"the copy acknowledged before")
+    ready = ReadyFile(str(tmp_path))
+    for resent in (b"first resend", b"second resend"):
+        ready.take()
+        ready.refill()  # as after an earlier instance's answer
+        received = ReceivedDataset(file_header=b"H" * 132, parts=[memoryview(resent)], length=len(resent), ready=ready)
+        received.save_as(target)  # the name is taken: written beside it and renamed over it
+        assert target.read_bytes() == b"H" * 132 + resent
+        assert sorted(path.name for path in tmp_path.iterdir()) == ["instance.dcm"]
+    ready.take()
+    ready.refill()
+    assert files_made_ahead(tmp_path) == 1  # a name already taken does not stop the files made ahead
+    ready.stop()
+    assert files_made_ahead(tmp_path) == 0
 
 
 def test_a_ready_file_is_made_only_in_a_named_folder_and_only_when_one_was_taken(tmp_path):
@@ -772,15 +799,14 @@ def test_a_ready_file_is_made_only_in_a_named_folder_and_only_when_one_was_taken
 
     ready = ReadyFile(str(tmp_path))
     ready.refill()
-    assert list(tmp_path.iterdir()) == []  # nobody took one yet
+    assert files_made_ahead(tmp_path) == 0  # nobody took one yet
     assert ready.take() is None
     ready.refill()
-    (made,) = tmp_path.iterdir()
-    assert made.name.endswith(PART_SUFFIX) and made.stat().st_size == 0
+    assert files_made_ahead(tmp_path) == 1 and list(tmp_path.iterdir()) == []
     ready.stop()
-    assert list(tmp_path.iterdir()) == []
+    assert files_made_ahead(tmp_path) == 0
     ready.refill()
-    assert ready.take() is None and list(tmp_path.iterdir()) == []
+    assert ready.take() is None and files_made_ahead(tmp_path) == 0
 
 
 @pytest.mark.parametrize("kind", [store_data.SMALL, store_data.TYPICAL], ids=["in-memory", "spooled"])
