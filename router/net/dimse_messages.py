@@ -73,6 +73,8 @@ _COMMAND_FIELD = "command_field"
 _SYNTHESISED = frozenset({_COMMAND_FIELD, _DATA_SET_TYPE})
 _SYNTHESISED_ORDER = (_COMMAND_FIELD, _DATA_SET_TYPE)  # read before the class, in this order
 _SPECS_BY_TAG: dict[int, FieldSpec] = {int(spec.tag): spec for spec in FIELDS.values()}
+_DATA_SET_TYPE_TAG = int(CommandTag.COMMAND_DATA_SET_TYPE)
+_GROUP_LENGTH_TAG = int(CommandTag.COMMAND_GROUP_LENGTH)
 ABSENT: tuple[object, ...] = (None, "", ())
 
 
@@ -83,6 +85,8 @@ class DimseMessage:
     command_field: ClassVar[CommandField]
     required: ClassVar[frozenset[str]]  # fields that must be present on the wire
     plan: ClassVar[tuple[FieldSpec, ...]]  # every element it encodes, in ascending tag order
+    encoding: ClassVar[tuple[tuple[str, int, Callable[[int, Any], bytes], bool], ...]]  # the plan as
+    # (name, tag, encoder, required), ready for `encode_command`
     field_order: ClassVar[tuple[str, ...]]  # its dataclass fields that are elements, in tag order
     field_names: ClassVar[frozenset[str]]  # the same, as a set
 
@@ -104,6 +108,7 @@ def _message(command_field: CommandField, *also_required: str) -> Callable[[type
         cls.command_field = command_field
         cls.required = frozenset(no_default | set(also_required))
         cls.plan = tuple(sorted((FIELDS[n] for n in names), key=lambda spec: spec.tag))
+        cls.encoding = tuple((spec.name, int(spec.tag), spec.encode, spec.name in cls.required) for spec in cls.plan)
         cls.field_order = tuple(spec.name for spec in cls.plan if spec.name not in _SYNTHESISED)
         cls.field_names = frozenset(cls.field_order)
         MESSAGE_TYPES[command_field] = cls
@@ -318,22 +323,22 @@ class DecodedCommand:
 
 def encode_command(message: DimseMessage, has_dataset: bool) -> bytes:
     """The command set of `message` (Implicit VR LE, group length first); ValueError if invalid."""
-    data_set_type = DATASET_PRESENT if has_dataset else NO_DATASET
     parts = []
-    for spec in message.plan:
-        name = spec.name
-        value = data_set_type if name == _DATA_SET_TYPE else getattr(message, name)
-        if value in ABSENT:
-            if name in message.required:
-                raise ValueError(f"{type(message).__name__}.{name} is mandatory")
-            continue
+    for name, tag, encode, required in message.encoding:
+        if tag == _DATA_SET_TYPE_TAG:
+            value: Any = DATASET_PRESENT if has_dataset else NO_DATASET
+        else:
+            value = getattr(message, name)
+            if value in ABSENT:
+                if required:
+                    raise ValueError(f"{type(message).__name__}.{name} is mandatory")
+                continue
         try:
-            parts.append(spec.encode(spec.tag, value))
+            parts.append(encode(tag, value))
         except (struct.error, ValueError) as exc:
             raise ValueError(f"{type(message).__name__}.{name}={value!r}: {exc}") from exc
     body = b"".join(parts)
-    group_length = CommandTag.COMMAND_GROUP_LENGTH
-    return UL_ELEMENT.pack(COMMAND_GROUP, group_length, UL_SIZE, len(body)) + body
+    return UL_ELEMENT.pack(COMMAND_GROUP, _GROUP_LENGTH_TAG, UL_SIZE, len(body)) + body
 
 
 def decode_command(data: bytes | memoryview) -> DecodedCommand | DimseError:
