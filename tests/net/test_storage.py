@@ -735,42 +735,39 @@ def save_into(folder: Path, spool: Path) -> Callable[[evt.Event], tuple[int, lis
     return observe
 
 
-def test_instances_after_the_first_are_saved_into_a_file_made_ahead(pair, instances):
-    """Creating a file is a disk's costly part of saving a small instance: after answering one, the
-    association makes the next one's file, without a name, in the spool folder; saving the next
-    instance writes it and links it under its name."""
-    handler = StoreHandler(save_into(pair.stored, pair.spool))
+def send_three_saved_into(pair: StorePair, instances, folder: Path) -> tuple[list, list]:
+    """Three small instances (the third the first again) over one association to our SCP, which
+    saves each into `folder`: what its handler observed, and the instances sent (each checked
+    there bit for bit)."""
+    handler = StoreHandler(save_into(folder, pair.spool))
     pair.serve(handler, threshold=SMALL_THRESHOLD)
     assoc = pair.associate()
     sent = [instances[name][store_data.SMALL] for name in ("implicit", "explicit", "implicit")]
 
-    statuses = [assoc.send_c_store(instance.path).Status for instance in sent]
+    assert [assoc.send_c_store(instance.path).Status for instance in sent] == [SUCCESS] * 3
 
     assoc.release()
     handler.check()
-    assert statuses == [SUCCESS] * 3
-    assert handler.seen == [(0, []), (1, []), (1, [])]  # the first is saved the usual way; none has a name
     for instance in sent:
-        assert store_data.data_part(pair.stored / f"{instance.sop_instance_uid}.dcm") == store_data.data_part(instance.path)
+        assert store_data.data_part(folder / f"{instance.sop_instance_uid}.dcm") == store_data.data_part(instance.path)
+    return handler.seen, sent
+
+
+def test_instances_after_the_first_are_saved_into_a_file_made_ahead(pair, instances):
+    """Creating a file is a disk's costly part of saving a small instance: after answering one, the
+    association makes the next one's file, without a name, in the spool folder; saving the next
+    instance writes it and links it under its name."""
+    seen, sent = send_three_saved_into(pair, instances, pair.stored)
+
+    assert seen == [(0, []), (1, []), (1, [])]  # the first is saved the usual way; none has a name
     assert sorted(path.name for path in pair.stored.iterdir()) == sorted({f"{i.sop_instance_uid}.dcm" for i in sent})
     wait_until(lambda: files_made_ahead(pair.spool) == 0, CLEANUP_WITHIN)  # closed with the association
 
 
 def test_a_file_made_ahead_is_not_linked_onto_another_file_system(pair, instances, other_file_system):
-    handler = StoreHandler(save_into(other_file_system, pair.spool))
-    pair.serve(handler, threshold=SMALL_THRESHOLD)
-    assoc = pair.associate()
-    sent = [instances[name][store_data.SMALL] for name in ("implicit", "explicit", "implicit")]
+    seen, _ = send_three_saved_into(pair, instances, other_file_system)
 
-    statuses = [assoc.send_c_store(instance.path).Status for instance in sent]
-
-    assoc.release()
-    handler.check()
-    assert statuses == [SUCCESS] * 3
-    assert handler.seen == [(0, []), (1, []), (0, [])]  # the link failed once: no more files made ahead
-    for instance in sent:
-        target = other_file_system / f"{instance.sop_instance_uid}.dcm"
-        assert store_data.data_part(target) == store_data.data_part(instance.path)
+    assert seen == [(0, []), (1, []), (0, [])]  # the link failed once: no more files made ahead
 
 
 def test_a_file_made_ahead_is_not_linked_over_a_file_already_there(tmp_path):
