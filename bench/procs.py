@@ -277,11 +277,13 @@ def wait_exits(procs: Sequence[subprocess.Popen], deadline: float) -> tuple[int,
         if proc.returncode is None:
             descriptor = os.pidfd_open(proc.pid)
             try:
-                exited, _, _ = select.select([descriptor], [], [], max(deadline - time.perf_counter(), 0.0))
+                exit_watch = select.poll()  # not select.select: a descriptor may be numbered past 1023
+                exit_watch.register(descriptor, select.POLLIN)
+                exited = exit_watch.poll(max(deadline - time.perf_counter(), 0.0) * 1000)
             finally:
                 os.close(descriptor)
             if not exited:
-                raise subprocess.TimeoutExpired(proc.args, deadline - waiting_since)
+                raise subprocess.TimeoutExpired(proc.args, max(deadline - waiting_since, 0.0))
         codes.append(proc.wait())
     return tuple(codes)
 

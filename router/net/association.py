@@ -102,7 +102,7 @@ class Association:
         self._close_notified = False
         self._messages_received = 0  # every DIMSE message the peer sent, for the response timeout
         self.cancelled_requests: set[int] = set()  # message IDs the peer sent a C-CANCEL for
-        self.ready_file = ReadyFile(ae.spool_directory)  # the next received instance's file, made ahead
+        self.ready_file = ReadyFile()  # the next received instance's file, made ahead
 
     def attach(self, link: Link) -> None:
         """Take over `link` and turn its traffic into events."""

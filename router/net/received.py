@@ -142,56 +142,65 @@ def _write_into_place(path: str | os.PathLike, write: Callable[[str], None]) -> 
 
 
 class ReadyFile:
-    """A file without a name, made ahead in the spool folder for the next instance received in
-    memory to be saved into.
+    """A file without a name, made ahead for the next instance received in memory to be saved into.
 
     On a disk, creating a file is most of what saving a small instance costs (on this machine's
     ext4, ~130 us of kernel CPU, against ~12 us to write and name a file that exists), and it
-    would be paid while the peer waits for the response. So the association makes the next file
-    once it has answered (`refill`), while the peer prepares its next request: an anonymous one
-    (O_TMPFILE), which `ReceivedDataset.save_as` writes and then links under its name. The file so
-    appears whole, under its name only; nothing is left in the folder if the process dies, and
-    creating and naming it contend less than creating a named file (four processes saving in one
-    folder: half the kernel CPU). Linux only (O_TMPFILE, /proc/self/fd); without them, on a file
-    system that cannot make such files, for a name on another file system or one already taken, an
-    instance is saved the usual way.
+    would be paid while the peer waits for the response. So once the association has answered,
+    it makes the next file (`refill`) while the peer prepares its next request: an anonymous one
+    (O_TMPFILE) in the folder the last instance was saved into, which `ReceivedDataset.save_as`
+    then writes and links under its name there (linkat through /proc/self/fd). Made in that
+    folder, the file gets what one created there gets (group of a setgid folder, default ACL,
+    security label); it appears whole, under its name only; nothing is left if the process dies;
+    and making and naming such files contends less than creating named ones (four processes saving
+    into one folder: half the kernel CPU). A save into another folder drops the file made ahead
+    (the next one is made there). Linux only (O_TMPFILE, /proc): without them, and after a link
+    fails for any reason but a name already taken (a full disk, a folder removed, no /proc), files
+    are saved the usual way. The association's thread alone uses it.
     """
 
-    def __init__(self, directory: str | None) -> None:
-        self._directory = directory if _ANONYMOUS_FILE else None
-        self._folder: int | None = None  # a descriptor of the folder: it makes os.link use linkat
+    def __init__(self) -> None:
+        self._enabled = bool(_ANONYMOUS_FILE)
+        self._folder_name: str | None = None  # the folder of the last save, as its path named it
+        self._folder: int | None = None  # a descriptor of that folder: files are made and linked there
         self._ready: int | None = None  # the descriptor of the file made ahead
         self._wanted = False  # one was taken (or asked for) since the last refill
 
-    def take(self) -> int | None:
-        """The file made ahead, now the caller's to write, `link` and close (None if there is none)."""
+    def take(self, path: str | os.PathLike) -> int | None:
+        """The file made ahead, if it was made in the folder of `path`: now the caller's to write,
+        `link` and close. None otherwise (one made in another folder is dropped)."""
+        folder = os.path.dirname(os.fspath(path)) or os.curdir
         ready, self._ready = self._ready, None
-        self._wanted = self._directory is not None
-        return ready
+        self._wanted = self._enabled
+        if folder == self._folder_name:
+            return ready
+        self._close(ready, self._folder)
+        self._folder_name, self._folder = folder, None
+        return None
 
     def refill(self) -> None:
         """Make the next file if the last one was taken (or asked for). A failure leaves none: on a
         full disk the next instance is saved the usual way, which reports it; where the file
         system cannot make anonymous files, no more are tried."""
-        if not self._wanted or self._ready is not None or self._directory is None:
+        if not self._wanted or self._ready is not None or self._folder_name is None:
             return
         self._wanted = False
         try:
             if self._folder is None:
-                self._folder = os.open(self._directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-            self._ready = os.open(self._directory, _ANONYMOUS_FILE, SAVED_FILE_MODE)
+                self._folder = os.open(self._folder_name, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            self._ready = os.open(os.curdir, _ANONYMOUS_FILE, SAVED_FILE_MODE, dir_fd=self._folder)
         except OSError as exc:
             if exc.errno in _NO_ANONYMOUS_FILES:
                 self.stop()
 
     def link(self, fd: int, path: str | os.PathLike) -> bool:
-        """Give the file `fd` (one `take` gave) the name `path`; False if it cannot have it here: a
-        name already taken, or (then no more files are made) one on another file system."""
+        """Give the file `fd` (which `take(path)` gave) the name `path`; False if it cannot have it:
+        a name already taken, or (then no more files are made) any other failure."""
         assert self._folder is not None
         try:
-            # Given a folder descriptor (ignored: the paths are absolute), os.link calls linkat with
-            # AT_SYMLINK_FOLLOW, which links the file that /proc/self/fd/N stands for.
-            os.link(f"/proc/self/fd/{fd}", os.path.abspath(path), dst_dir_fd=self._folder)
+            # Given a folder descriptor, os.link calls linkat with AT_SYMLINK_FOLLOW, which links
+            # the file that /proc/self/fd/N stands for, here into the folder it was made in.
+            os.link(f"/proc/self/fd/{fd}", os.path.basename(os.fspath(path)), dst_dir_fd=self._folder)
         except OSError as exc:
             if exc.errno != errno.EEXIST:
                 self.stop()
@@ -199,14 +208,17 @@ class ReadyFile:
         return True
 
     def stop(self) -> None:
-        """Make no more files; the one made ahead is dropped (the association ends, or the saved
-        files go to another file system)."""
-        self._directory, self._wanted = None, False
-        for descriptor in (self._ready, self._folder):
+        """Make no more files; the one made ahead is dropped (the association ends)."""
+        self._enabled = self._wanted = False
+        self._close(self._ready, self._folder)
+        self._ready = self._folder = self._folder_name = None
+
+    @staticmethod
+    def _close(*descriptors: int | None) -> None:
+        for descriptor in descriptors:
             if descriptor is not None:
                 with contextlib.suppress(OSError):
                     os.close(descriptor)
-        self._ready = self._folder = None
 
 
 @dataclass
@@ -266,7 +278,7 @@ class ReceivedDataset:
                 os.unlink(source)
             self.path, self.spooled = str(path), False
             return
-        ready = self.ready.take() if self.ready is not None else None
+        ready = self.ready.take(path) if self.ready is not None else None
         if ready is not None and self._write_ready(ready, path):
             return
         try:
@@ -276,14 +288,23 @@ class ReceivedDataset:
 
     def _write_ready(self, fd: int, path: str | os.PathLike) -> bool:
         """Write the file into `fd`, the file its `ready` made ahead, and give it the name `path`;
-        False if it cannot have that name (the caller saves it the usual way). A failed write
-        leaves nothing: the file has no name yet."""
+        False if it cannot have that name (the caller saves it the usual way). A failure leaves
+        nothing: the file has no name until it is whole, and loses it again if closing it fails."""
         assert self.ready is not None
         try:
             self._write_into(fd)
-            return self.ready.link(fd, path)
-        finally:
+            linked = self.ready.link(fd, path)
+        except BaseException:
+            ReadyFile._close(fd)
+            raise
+        try:
             os.close(fd)
+        except OSError:
+            if linked:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+            raise
+        return linked
 
     def _write_parts(self, path: str | os.PathLike) -> None:
         """Write the file header and the parts held in memory to the new file `path` (FileExistsError

@@ -723,87 +723,102 @@ def files_made_ahead(folder: Path) -> int:
     return count
 
 
-def save_into(folder: Path, spool: Path) -> Callable[[evt.Event], tuple[int, list[str]]]:
-    """A handler's observation before it saves the instance into `folder`: the files made ahead in
-    `spool`, and the names there."""
+def save_into(folders: list[Path]) -> Callable[[evt.Event], list[int]]:
+    """A handler that saves the n-th instance into `folders[n]`, having first observed how many
+    files are made ahead in each of those folders (in the order they first come)."""
+    count, distinct = iter(range(len(folders))), list(dict.fromkeys(folders))
 
-    def observe(event: evt.Event) -> tuple[int, list[str]]:
-        seen = files_made_ahead(spool), sorted(path.name for path in spool.iterdir())
-        event.save_as(folder / f"{event.request.affected_sop_instance_uid}.dcm")
+    def observe(event: evt.Event) -> list[int]:
+        seen = [files_made_ahead(folder) for folder in distinct]
+        event.save_as(folders[next(count)] / f"{event.request.affected_sop_instance_uid}.dcm")
         return seen
 
     return observe
 
 
-def send_three_saved_into(pair: StorePair, instances, folder: Path) -> tuple[list, list]:
-    """Three small instances (the third the first again) over one association to our SCP, which
-    saves each into `folder`: what its handler observed, and the instances sent (each checked
-    there bit for bit)."""
-    handler = StoreHandler(save_into(folder, pair.spool))
+def send_saved_into(pair: StorePair, instances, folders: list[Path]) -> list[list[int]]:
+    """Small instances (alternately two, then again) over one association to our SCP, which saves
+    the n-th into `folders[n]`: what its handler observed before each save; each file is checked
+    there bit for bit and no file is left open after the release."""
+    handler = StoreHandler(save_into(folders))
     pair.serve(handler, threshold=SMALL_THRESHOLD)
     assoc = pair.associate()
-    sent = [instances[name][store_data.SMALL] for name in ("implicit", "explicit", "implicit")]
+    sent = [instances[("implicit", "explicit")[n % 2]][store_data.SMALL] for n in range(len(folders))]
 
-    assert [assoc.send_c_store(instance.path).Status for instance in sent] == [SUCCESS] * 3
+    assert [assoc.send_c_store(instance.path).Status for instance in sent] == [SUCCESS] * len(sent)
 
     assoc.release()
     handler.check()
-    for instance in sent:
+    for folder, instance in zip(folders, sent):
         assert store_data.data_part(folder / f"{instance.sop_instance_uid}.dcm") == store_data.data_part(instance.path)
-    return handler.seen, sent
+    for folder in folders:
+        assert not [path.name for path in folder.iterdir() if not path.name.endswith(".dcm")]
+        wait_until(lambda: files_made_ahead(folder) == 0, CLEANUP_WITHIN)  # closed with the association
+    return handler.seen
 
 
 def test_instances_after_the_first_are_saved_into_a_file_made_ahead(pair, instances):
     """Creating a file is a disk's costly part of saving a small instance: after answering one, the
-    association makes the next one's file, without a name, in the spool folder; saving the next
-    instance writes it and links it under its name."""
-    seen, sent = send_three_saved_into(pair, instances, pair.stored)
+    association makes the next one's file, without a name, in the folder it saved into; saving the
+    next instance there writes it and links it under its name."""
+    seen = send_saved_into(pair, instances, [pair.stored] * 3)
 
-    assert seen == [(0, []), (1, []), (1, [])]  # the first is saved the usual way; none has a name
-    assert sorted(path.name for path in pair.stored.iterdir()) == sorted({f"{i.sop_instance_uid}.dcm" for i in sent})
-    wait_until(lambda: files_made_ahead(pair.spool) == 0, CLEANUP_WITHIN)  # closed with the association
+    assert seen == [[0], [1], [1]]  # the first is saved the usual way
 
 
-def test_a_file_made_ahead_is_not_linked_onto_another_file_system(pair, instances, other_file_system):
-    seen, _ = send_three_saved_into(pair, instances, other_file_system)
+def test_a_save_into_another_folder_drops_the_file_made_ahead(pair, instances, other_file_system):
+    first, second = pair.stored, other_file_system
+    seen = send_saved_into(pair, instances, [first, first, second, second, first])
 
-    assert seen == [(0, []), (1, []), (0, [])]  # the link failed once: no more files made ahead
+    assert seen == [[0, 0], [1, 0], [1, 0], [0, 1], [0, 1]]
+
+
+def test_a_file_made_ahead_gets_the_group_of_the_folder_it_is_saved_into(pair, instances):
+    """A setgid folder gives its group to the files created in it: also to one made ahead, which is
+    made in the folder it will be named in, not in the spool."""
+    if os.geteuid() != 0:
+        pytest.skip("giving a folder a group of another user's needs root")
+    group = os.getegid() + 4242
+    os.chown(pair.stored, -1, group)
+    pair.stored.chmod(0o2775)
+
+    send_saved_into(pair, instances, [pair.stored] * 3)
+
+    assert {path.stat().st_gid for path in pair.stored.iterdir()} == {group}
 
 
 def test_a_file_made_ahead_is_not_linked_over_a_file_already_there(tmp_path):
     target = tmp_path / "instance.dcm"
     target.write_bytes(b"the copy acknowledged before")
-    ready = ReadyFile(str(tmp_path))
+    ready = ReadyFile()
     for resent in (b"first resend", b"second resend"):
-        ready.take()
+        ready.take(target)
         ready.refill()  # as after an earlier instance's answer
         received = ReceivedDataset(file_header=b"H" * 132, parts=[memoryview(resent)], length=len(resent), ready=ready)
         received.save_as(target)  # the name is taken: written beside it and renamed over it
         assert target.read_bytes() == b"H" * 132 + resent
         assert sorted(path.name for path in tmp_path.iterdir()) == ["instance.dcm"]
-    ready.take()
+    ready.take(target)
     ready.refill()
     assert files_made_ahead(tmp_path) == 1  # a name already taken does not stop the files made ahead
     ready.stop()
     assert files_made_ahead(tmp_path) == 0
 
 
-def test_a_ready_file_is_made_only_in_a_named_folder_and_only_when_one_was_taken(tmp_path):
-    nowhere = ReadyFile(None)
-    assert nowhere.take() is None
-    nowhere.refill()
-    assert nowhere.take() is None
-
-    ready = ReadyFile(str(tmp_path))
+def test_a_ready_file_is_made_only_once_one_was_taken_and_until_stopped(tmp_path):
+    ready = ReadyFile()
     ready.refill()
-    assert files_made_ahead(tmp_path) == 0  # nobody took one yet
-    assert ready.take() is None
+    assert files_made_ahead(tmp_path) == 0  # no folder yet
+    assert ready.take(tmp_path / "a.dcm") is None  # the first save teaches it the folder
     ready.refill()
     assert files_made_ahead(tmp_path) == 1 and list(tmp_path.iterdir()) == []
+    ready.refill()
+    assert files_made_ahead(tmp_path) == 1  # one at a time
     ready.stop()
     assert files_made_ahead(tmp_path) == 0
+    assert ready.take(tmp_path / "b.dcm") is None
     ready.refill()
-    assert ready.take() is None and files_made_ahead(tmp_path) == 0
+    assert files_made_ahead(tmp_path) == 0
 
 
 @pytest.mark.parametrize("kind", [store_data.SMALL, store_data.TYPICAL], ids=["in-memory", "spooled"])
@@ -985,9 +1000,9 @@ def test_a_save_that_fails_leaves_no_part_and_the_file_already_there_whole(tmp_p
     target.write_bytes(b"the copy acknowledged before")
     data = b"x" * 20000
     if held.startswith("in memory"):
-        ready = ReadyFile(str(tmp_path)) if held.endswith("ahead") else None
+        ready = ReadyFile() if held.endswith("ahead") else None
         if ready is not None:
-            ready.take()
+            ready.take(target)
             ready.refill()  # as after an earlier instance's answer
         received = ReceivedDataset(file_header=b"H" * 132, parts=[memoryview(data)], length=len(data), ready=ready)
     else:
