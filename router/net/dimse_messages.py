@@ -70,8 +70,8 @@ class CommandField(IntEnum):
 
 _DATA_SET_TYPE = "command_data_set_type"  # taken from has_dataset, not from the message
 _COMMAND_FIELD = "command_field"
-_SYNTHESISED = frozenset({_COMMAND_FIELD, _DATA_SET_TYPE})
 _SYNTHESISED_ORDER = (_COMMAND_FIELD, _DATA_SET_TYPE)  # read before the class, in this order
+_SYNTHESISED = frozenset(_SYNTHESISED_ORDER)
 _SPECS_BY_TAG: dict[int, FieldSpec] = {int(spec.tag): spec for spec in FIELDS.values()}
 _DATA_SET_TYPE_TAG = int(CommandTag.COMMAND_DATA_SET_TYPE)
 _GROUP_LENGTH_TAG = int(CommandTag.COMMAND_GROUP_LENGTH)

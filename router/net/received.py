@@ -174,7 +174,7 @@ class ReadyFile:
         self._wanted = self._enabled
         if folder == self._folder_name:
             return ready
-        self._close(ready, self._folder)
+        _close_quietly(ready, self._folder)
         self._folder_name, self._folder = folder, None
         return None
 
@@ -210,15 +210,16 @@ class ReadyFile:
     def stop(self) -> None:
         """Make no more files; the one made ahead is dropped (the association ends)."""
         self._enabled = self._wanted = False
-        self._close(self._ready, self._folder)
+        _close_quietly(self._ready, self._folder)
         self._ready = self._folder = self._folder_name = None
 
-    @staticmethod
-    def _close(*descriptors: int | None) -> None:
-        for descriptor in descriptors:
-            if descriptor is not None:
-                with contextlib.suppress(OSError):
-                    os.close(descriptor)
+
+def _close_quietly(*descriptors: int | None) -> None:
+    """Close the descriptors given (None: none); a failure to close one drops nothing but it."""
+    for descriptor in descriptors:
+        if descriptor is not None:
+            with contextlib.suppress(OSError):
+                os.close(descriptor)
 
 
 @dataclass
@@ -295,7 +296,7 @@ class ReceivedDataset:
             self._write_into(fd)
             linked = self.ready.link(fd, path)
         except BaseException:
-            ReadyFile._close(fd)
+            _close_quietly(fd)
             raise
         try:
             os.close(fd)
