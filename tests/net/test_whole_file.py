@@ -46,6 +46,10 @@ def small_dataset(with_padding: bool = False) -> Dataset:
     """A CT of 4 x 8 pixels with a sequence and an item of undefined length before its pixel data
     (and Data Set Trailing Padding after it, `with_padding`): short files, cut at every byte."""
     ds = store_data.small_ct(seed=1)
+    # Fixed UIDs, so that the file's length is too: with generated ones (their length varies), a
+    # data set of 818 bytes cut in 100-byte fragments ended in a fragment holding exactly its last
+    # element, and cut there it was whole (about one run in fifty).
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = "1.2.826.0.1.3680043.8.498.1001", "1.2.826.0.1.3680043.8.498.1002"
     ds.Rows, ds.Columns = 4, 8
     ds.PixelData = store_data.twelve_bit_samples(PIXEL_BYTES // 2, seed=1)
     item = Dataset()
